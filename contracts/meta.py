@@ -1,0 +1,211 @@
+"""``ModelMeta``: the variable metadata of a model, stored in ``models.meta``.
+
+Unknown keys are kept so that publishers can add metadata before the worker knows about it,
+but the serialized size and nesting depth are bounded so one event cannot bloat the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+MAX_META_BYTES: Final = 64 * 1024
+MAX_META_DEPTH: Final = 16
+MAX_CAPABILITIES: Final = 64
+MODEL_ID_MAX: Final = 100
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    PRO = "pro"
+    PRO_MAX = "pro_max"
+    ENTERPRISE = "enterprise"
+
+
+class TierRestrictionMode(StrEnum):
+    MINIMUM = "minimum"
+    EXACT = "exact"
+    WHITELIST = "whitelist"
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot store U+0000; rejecting it here turns an endless database
+    # error into a clear contract violation.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+def _json_depth(value: Any, limit: int) -> int:
+    """Depth of nested containers, stopping early once ``limit`` is exceeded."""
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            depth = max(depth, level)
+            if depth > limit:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return depth
+
+
+def _contains_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False
+
+
+def check_json_value(value: Any, *, what: str = "meta") -> None:
+    """Bounds every JSON document the registry stores: size, depth, NUL and non-finite numbers."""
+    if _json_depth(value, MAX_META_DEPTH) > MAX_META_DEPTH:
+        raise ValueError(f"{what} is nested deeper than {MAX_META_DEPTH} levels")
+    if _contains_nul(value):
+        raise ValueError(f"{what} contains a NUL character (\\u0000) or a non-finite number")
+    size = len(json.dumps(value, default=str, separators=(",", ":")).encode())
+    if size > MAX_META_BYTES:
+        raise ValueError(f"{what} is {size} bytes serialized; the limit is {MAX_META_BYTES}")
+
+
+def _unique_lowercase_tokens(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("capabilities must be unique")
+    return values
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Capability = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=64)
+]
+ModelId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MODEL_ID_MAX, pattern=r"^[A-Za-z0-9][\w.:/@+-]*$"),
+]
+UsdPerMillion = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=20, decimal_places=10, allow_inf_nan=False),
+    PlainSerializer(lambda d: float(d), return_type=float, when_used="json"),
+]
+PositiveInt = Annotated[int, Field(gt=0, le=2**31 - 1)]
+
+
+class CamelModel(BaseModel):
+    """camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+        ser_json_inf_nan="null",
+    )
+
+
+# Keys a provider-sync job may set. Everything else in meta is owned by the admin service.
+PROVIDER_OWNED_KEYS: Final = frozenset(
+    {
+        "displayName",
+        "description",
+        "version",
+        "capabilities",
+        "contextLength",
+        "maxOutputTokens",
+        "inputCostPerMillionTokens",
+        "outputCostPerMillionTokens",
+        "providerMetadata",
+    }
+)
+
+TIER_KEYS: Final = ("requiredTier", "tierRestrictionMode", "allowedTiers")
+LEGACY_KEYS: Final = ("legacyReplacementModelId", "deprecationNotice", "sunsetDate")
+
+
+class ModelMeta(CamelModel):
+    """The known keys of ``models.meta``; unknown keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    display_name: Annotated[Text, StringConstraints(min_length=1, max_length=255)] | None = None
+    description: Annotated[Text, StringConstraints(max_length=10_000)] | None = None
+    version: Annotated[Text, StringConstraints(max_length=100)] | None = None
+    capabilities: Annotated[list[Capability], Field(max_length=MAX_CAPABILITIES)] | None = None
+    context_length: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    input_cost_per_million_tokens: UsdPerMillion | None = None
+    output_cost_per_million_tokens: UsdPerMillion | None = None
+    credits_per_1k_tokens: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, alias="creditsPer1kTokens"
+    )
+    required_tier: Tier | None = None
+    tier_restriction_mode: TierRestrictionMode | None = None
+    allowed_tiers: list[Tier] | None = None
+    legacy_replacement_model_id: ModelId | None = None
+    deprecation_notice: Annotated[Text, StringConstraints(max_length=2_000)] | None = None
+    sunset_date: AwareDatetime | None = None
+    provider_metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> ModelMeta:
+        if self.capabilities is not None:
+            _unique_lowercase_tokens(self.capabilities)
+        if (
+            self.max_output_tokens is not None
+            and self.context_length is not None
+            and self.max_output_tokens > self.context_length
+        ):
+            raise ValueError("maxOutputTokens must not exceed contextLength")
+        if self.tier_restriction_mode is TierRestrictionMode.WHITELIST and not self.allowed_tiers:
+            raise ValueError("tierRestrictionMode 'whitelist' needs a non-empty allowedTiers")
+        if self.allowed_tiers is not None and len(set(self.allowed_tiers)) != len(
+            self.allowed_tiers
+        ):
+            raise ValueError("allowedTiers must be unique")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_json_value(data)
+        return data
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The canonical JSON object stored in ``models.meta`` (camelCase, no null keys)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def normalize_meta(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate a meta object and return its canonical stored form; raises ValidationError."""
+    return ModelMeta.model_validate(raw).to_json_dict()
+
+
+def sunset_of(meta: dict[str, Any]) -> datetime | None:
+    value = meta.get("sunsetDate")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
