@@ -1,0 +1,149 @@
+"""Turn one Kafka record into a typed event, or into the reason it cannot be one.
+
+Everything a publisher can get wrong is caught here, before the database is touched, and
+described precisely enough (field paths included) to fix the event without reading logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from contracts.events import ADMIN_EVENTS, PROVIDER_SYNC_EVENTS, InboundEvent
+from worker.domain.model import Rejection, RejectionKind
+
+SIGNATURE_HEADER = "modelreg-signature"
+KEY_ID_HEADER = "modelreg-key-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as raw as it arrived."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def _detail(error: ValidationError) -> tuple[Mapping[str, Any], ...]:
+    return tuple(
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in error.errors(include_url=False, include_input=False)
+    )
+
+
+def _reject_validation(error: ValidationError, value: bytes) -> Rejection:
+    errors = error.errors(include_url=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Rejection(RejectionKind.INVALID_ENCODING, f"value is not valid UTF-8: {bad}")
+        return Rejection(RejectionKind.INVALID_JSON, first["msg"])
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return Rejection(RejectionKind.UNKNOWN_TYPE, first["msg"], _detail(error))
+    fields = ", ".join(".".join(map(str, e["loc"][1:] or e["loc"])) or "(root)" for e in errors)
+    return Rejection(
+        RejectionKind.CONTRACT_VIOLATION,
+        f"{len(errors)} contract violation(s): {fields}"[:500],
+        _detail(error),
+    )
+
+
+def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"duplicate keys in a JSON object: {', '.join(duplicated)}")
+    return dict(pairs)
+
+
+def _has_duplicate_keys(value: bytes) -> str | None:
+    """Ambiguous JSON (same key twice) is rejected rather than resolved by a parser's whim."""
+    try:
+        json.loads(value, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as error:
+        return str(error) if "duplicate keys" in str(error) else None
+    except RecursionError:
+        return None
+    return None
+
+
+def verify_signature(record: Record, keys: Mapping[str, bytes]) -> Rejection | None:
+    """HMAC-SHA256 of the value bytes, hex, with the key id in its own header."""
+    key_id = record.header(KEY_ID_HEADER)
+    signature = record.header(SIGNATURE_HEADER)
+    if key_id is None or signature is None:
+        return Rejection(RejectionKind.UNAUTHENTICATED, "admin event is not signed")
+    secret = keys.get(key_id.decode("utf-8", "replace"))
+    if secret is None:
+        return Rejection(RejectionKind.UNAUTHENTICATED, "admin event is signed with an unknown key")
+    expected = hmac.new(secret, record.value or b"", hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower()):
+        return Rejection(RejectionKind.UNAUTHENTICATED, "admin event signature does not match")
+    return None
+
+
+def sign(value: bytes, key_id: str, secret: bytes) -> list[tuple[str, bytes]]:
+    """Headers a publisher adds to an admin event when the worker requires signatures."""
+    digest = hmac.new(secret, value, hashlib.sha256).hexdigest()
+    return [(KEY_ID_HEADER, key_id.encode()), (SIGNATURE_HEADER, digest.encode())]
+
+
+def decode(
+    record: Record,
+    adapter: TypeAdapter[InboundEvent],
+    *,
+    admin_keys: Mapping[str, bytes] | None = None,
+) -> InboundEvent | Rejection:
+    """Decode a record with the adapter of its topic; never raises for bad input."""
+    value = record.value
+    if not value:
+        return Rejection(RejectionKind.INVALID_JSON, "value is empty")
+    if admin_keys:
+        unauthenticated = verify_signature(record, admin_keys)
+        if unauthenticated is not None:
+            return unauthenticated
+    try:
+        event = adapter.validate_json(value)
+    except ValidationError as error:
+        return _reject_validation(error, value)
+    except (RecursionError, ValueError) as error:
+        return Rejection(RejectionKind.INVALID_JSON, f"value cannot be parsed: {error}"[:500])
+    duplicate = _has_duplicate_keys(value)
+    if duplicate is not None:
+        return Rejection(RejectionKind.INVALID_JSON, duplicate)
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    if key != event.data.id:
+        return Rejection(
+            RejectionKind.CONTRACT_VIOLATION,
+            f"Kafka key must be the model id {event.data.id!r}, got {key!r}",
+            ({"loc": ["key"], "msg": "must equal data.id", "type": "key_mismatch"},),
+        )
+    return event
+
+
+def adapter_for(
+    topic: str, provider_sync_topic: str, admin_topic: str
+) -> TypeAdapter[InboundEvent]:
+    if topic == admin_topic:
+        return ADMIN_EVENTS
+    if topic == provider_sync_topic:
+        return PROVIDER_SYNC_EVENTS
+    raise ValueError(f"not an input topic: {topic}")
