@@ -1,9 +1,10 @@
 -- Side tables the worker needs. None of them adds a column to `models`.
 
 -- Every event id the worker has applied, rejected or found stale: replays change nothing.
+-- The worker claims ids here before it reads the models, so two consumers that briefly own the
+-- same partition during a rebalance serialize on the claim instead of both applying an event.
 CREATE TABLE IF NOT EXISTS processed_events (
     event_id     uuid        PRIMARY KEY,
-    outcome      text        NOT NULL,
     processed_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS processed_events_processed_at_idx ON processed_events (processed_at);
