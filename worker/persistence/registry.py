@@ -1,28 +1,419 @@
-"""Applies batches of decoded events to the registry in one transaction (implementation pending)."""
+"""Applies a batch of Kafka records to the registry in one transaction, with set-based SQL.
+
+The order of work inside the transaction is what makes the worker safe to scale out:
+1. claim the batch's event ids in ``processed_events`` (a replay or a second consumer that
+   briefly owns the same partition finds them claimed and treats them as duplicates);
+2. load and lock the models the batch touches;
+3. fold every event through the pure rules, in order, in memory;
+4. write the final rows, sync state, audit rows and outbox rows (lifecycle events and dead
+   letters) with one statement each, then ``NOTIFY`` the outbox relay.
+A record the database refuses to store (a data error) is isolated by bisecting the batch and
+dead-lettered alone, so one poison event never sinks the rest.
+"""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import psycopg
+from psycopg.rows import tuple_row
 
-from worker.decoding import Record
+from contracts.events import InboundEvent, MarkLegacy
+from worker.decoding import Record, adapter_for, decode
+from worker.domain.model import Decision, ModelState, Outcome, Rejection, RejectionKind
+from worker.domain.rules import decide
 from worker.settings import Settings
 
-OUTBOX_CHANNEL = "modelreg_outbox"
+OUTBOX_CHANNEL: Final = "modelreg_outbox"
+DEAD_LETTER_MAX_VALUE: Final = 512 * 1024
+"""Larger values are truncated in the dead letter (Kafka's default message limit is 1 MB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    topic: str
+    event_type: str
+    outcome: str
+    event_id: str | None = None
+    model_id: str | None = None
 
 
 @dataclass
 class BatchReport:
-    """What one batch did: outcome counts by (topic, type, outcome), and rows queued."""
+    """What one batch did, for logs and metrics."""
 
-    outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    results: list[EventResult] = field(default_factory=list)
     outbox_rows: int = 0
+    transactions: int = 0
+
+    @property
+    def outcomes(self) -> Counter[tuple[str, str, str]]:
+        return Counter((r.topic, r.event_type, r.outcome) for r in self.results)
+
+    def merge(self, other: BatchReport) -> None:
+        self.results.extend(other.results)
+        self.outbox_rows += other.outbox_rows
+        self.transactions += other.transactions
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    dedup_key: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]]
+
+
+class BatchView:
+    """The registry as the rules see it while a batch is folded: loaded rows plus batch edits."""
+
+    def __init__(self, loaded: Mapping[str, ModelState], referrers: Mapping[str, set[str]]):
+        self.loaded = dict(loaded)
+        self.current: dict[str, ModelState] = dict(loaded)
+        self._referrers = referrers
+
+    def get(self, model_id: str) -> ModelState | None:
+        return self.current.get(model_id)
+
+    def legacy_referrers(self, model_id: str) -> list[str]:
+        candidates = set(self._referrers.get(model_id, ())) | set(self.current)
+        return sorted(
+            other
+            for other in candidates
+            if (state := self.current.get(other)) is not None
+            and state.is_legacy
+            and state.meta.get("legacyReplacementModelId") == model_id
+        )
+
+    def changed_models(self) -> list[ModelState]:
+        return [s for mid, s in self.current.items() if self.loaded.get(mid) != s]
+
+
+# --- SQL --------------------------------------------------------------------------------------
+
+CLAIM_EVENTS = """
+INSERT INTO processed_events (event_id)
+SELECT unnest(%s::uuid[])
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+
+LOAD_MODELS = """
+SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
+       s.last_synced_at, coalesce(s.withdrawn, false)
+FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
+WHERE m.id = ANY(%s::text[])
+ORDER BY m.id
+FOR UPDATE OF m
+"""
+
+LOAD_REPLACEMENT_CHAINS = """
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT unnest(%s::text[]), 0
+    UNION
+    SELECT m.meta->>'legacyReplacementModelId', c.depth + 1
+    FROM chain c JOIN models m ON m.id = c.id
+    WHERE c.depth < 100 AND m.meta ? 'legacyReplacementModelId'
+)
+SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
+       s.last_synced_at, coalesce(s.withdrawn, false)
+FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
+WHERE m.id IN (SELECT id FROM chain)
+"""
+
+LOAD_REFERRERS = """
+SELECT m.meta->>'legacyReplacementModelId', m.id
+FROM models m
+WHERE m.is_legacy AND m.meta->>'legacyReplacementModelId' = ANY(%s::text[])
+"""
+
+UPSERT_MODELS = """
+INSERT INTO models AS m
+    (id, name, provider, is_available, is_legacy, is_archived, meta, updated_at)
+SELECT u.id, u.name, u.provider, u.is_available, u.is_legacy, u.is_archived, u.meta::jsonb,
+       CURRENT_TIMESTAMP
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[], %s::bool[], %s::bool[], %s::text[])
+    AS u(id, name, provider, is_available, is_legacy, is_archived, meta)
+ON CONFLICT (id) DO UPDATE SET
+    is_available = EXCLUDED.is_available,
+    is_legacy = EXCLUDED.is_legacy,
+    is_archived = EXCLUDED.is_archived,
+    meta = EXCLUDED.meta,
+    updated_at = EXCLUDED.updated_at
+"""
+
+UPSERT_SYNC_STATE = """
+INSERT INTO model_sync_state AS s (model_id, last_synced_at, withdrawn)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bool[])
+ON CONFLICT (model_id) DO UPDATE SET
+    last_synced_at = EXCLUDED.last_synced_at,
+    withdrawn = EXCLUDED.withdrawn
+"""
+
+INSERT_AUDIT = """
+INSERT INTO tier_audit (model_id, actor, old_tier, new_tier, reason, event_id)
+SELECT u.model_id, u.actor, u.old_tier::jsonb, u.new_tier::jsonb, u.reason, u.event_id
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[])
+    AS u(model_id, actor, old_tier, new_tier, reason, event_id)
+"""
+
+INSERT_OUTBOX = """
+INSERT INTO outbox (dedup_key, topic, key, value, headers)
+SELECT u.dedup_key, u.topic, u.key, u.value, u.headers::jsonb
+FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::text[])
+    AS u(dedup_key, topic, key, value, headers)
+ON CONFLICT (dedup_key) DO NOTHING
+"""
+
+
+def _state(row: tuple[Any, ...]) -> ModelState:
+    mid, name, provider, meta, available, legacy, archived, synced_at, withdrawn = row
+    return ModelState(
+        id=mid,
+        name=name,
+        provider=provider,
+        meta=meta,
+        is_available=available,
+        is_legacy=legacy,
+        is_archived=archived,
+        last_synced_at=synced_at,
+        withdrawn=withdrawn,
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _safe_header(text: str) -> str:
+    # jsonb cannot hold U+0000; an error message quoting bad input must still be storable.
+    return text.replace("\x00", "\\u0000")
+
+
+def dead_letter(record: Record, rejection: Rejection, dead_letter_topic: str) -> OutboxRow:
+    """The dead letter keeps the original bytes and says exactly what was wrong, and where."""
+    value = record.value or b""
+    headers = [
+        ("error.type", rejection.kind.value),
+        ("error.message", _safe_header(rejection.message)),
+        ("original.topic", record.topic),
+        ("original.partition", str(record.partition)),
+        ("original.offset", str(record.offset)),
+    ]
+    if rejection.detail:
+        headers.append(("error.detail", _safe_header(_dumps(list(rejection.detail)))))
+    if len(value) > DEAD_LETTER_MAX_VALUE:
+        headers.append(("original.size", str(len(value))))
+        headers.append(("error.value_truncated", "true"))
+        value = value[:DEAD_LETTER_MAX_VALUE]
+    return OutboxRow(
+        dedup_key=f"dead-letter:{record.topic}:{record.partition}:{record.offset}",
+        topic=dead_letter_topic,
+        key=record.key,
+        value=value,
+        headers=headers,
+    )
+
+
+def _lifecycle_rows(decision: Decision, topic: str) -> Iterable[OutboxRow]:
+    for event in decision.lifecycle:
+        yield OutboxRow(
+            dedup_key=f"lifecycle:{event.event_id}",
+            topic=topic,
+            key=event.model_id.encode(),
+            value=event.model_dump_json(by_alias=True, exclude_none=True).encode(),
+            headers=[("type", event.type)],
+        )
+
+
+async def write_outbox(cur: psycopg.AsyncCursor[Any], rows: Sequence[OutboxRow]) -> None:
+    if not rows:
+        return
+    await cur.execute(
+        INSERT_OUTBOX,
+        (
+            [r.dedup_key for r in rows],
+            [r.topic for r in rows],
+            [r.key for r in rows],
+            [r.value for r in rows],
+            [_dumps(r.headers) for r in rows],
+        ),
+    )
+    await cur.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+
+Decoded = tuple[Record, InboundEvent | Rejection]
+
+
+def decode_records(records: Sequence[Record], settings: Settings) -> list[Decoded]:
+    keys = {k: v.get_secret_value().encode() for k, v in settings.admin_keys.items()}
+    decoded: list[Decoded] = []
+    for record in records:
+        adapter = adapter_for(record.topic, settings.provider_sync_topic, settings.admin_topic)
+        admin_keys = keys if record.topic == settings.admin_topic else None
+        decoded.append((record, decode(record, adapter, admin_keys=admin_keys)))
+    return decoded
+
+
+async def _load(
+    cur: psycopg.AsyncCursor[Any], events: Sequence[InboundEvent]
+) -> tuple[dict[str, ModelState], dict[str, set[str]]]:
+    targets = sorted({e.data.id for e in events})
+    await cur.execute(LOAD_MODELS, (targets,))
+    loaded = {row[0]: _state(row) for row in await cur.fetchall()}
+    replacements = sorted(
+        {
+            e.data.replacement_model_id
+            for e in events
+            if isinstance(e, MarkLegacy) and e.data.replacement_model_id is not None
+        }
+    )
+    if replacements:
+        await cur.execute(LOAD_REPLACEMENT_CHAINS, (replacements,))
+        for row in await cur.fetchall():
+            loaded.setdefault(row[0], _state(row))
+    referrers: dict[str, set[str]] = {}
+    archived = sorted({e.data.id for e in events if e.type == "model.archive"})
+    if archived:
+        await cur.execute(LOAD_REFERRERS, (archived,))
+        for target, referrer in await cur.fetchall():
+            referrers.setdefault(target, set()).add(referrer)
+    return loaded, referrers
+
+
+async def _write(
+    cur: psycopg.AsyncCursor[Any],
+    view: BatchView,
+    decisions: Sequence[Decision],
+    outbox: Sequence[OutboxRow],
+) -> None:
+    changed = view.changed_models()
+    rows = [s for s in changed if _row_changed(view.loaded.get(s.id), s)]
+    if rows:
+        await cur.execute(
+            UPSERT_MODELS,
+            (
+                [s.id for s in rows],
+                [s.name for s in rows],
+                [s.provider for s in rows],
+                [s.is_available for s in rows],
+                [s.is_legacy for s in rows],
+                [s.is_archived for s in rows],
+                [_dumps(s.meta) for s in rows],
+            ),
+        )
+    synced = [s for s in changed if _sync_changed(view.loaded.get(s.id), s)]
+    if synced:
+        await cur.execute(
+            UPSERT_SYNC_STATE,
+            (
+                [s.id for s in synced],
+                [s.last_synced_at for s in synced],
+                [s.withdrawn for s in synced],
+            ),
+        )
+    audit = [entry for d in decisions for entry in d.audit]
+    if audit:
+        await cur.execute(
+            INSERT_AUDIT,
+            (
+                [a.model_id for a in audit],
+                [a.actor for a in audit],
+                [_dumps(a.old) for a in audit],
+                [_dumps(a.new) for a in audit],
+                [a.reason for a in audit],
+                [a.event_id for a in audit],
+            ),
+        )
+    await write_outbox(cur, outbox)
+
+
+def _row_changed(before: ModelState | None, after: ModelState) -> bool:
+    return before is None or before.meta != after.meta or before.flags != after.flags
+
+
+def _sync_changed(before: ModelState | None, after: ModelState) -> bool:
+    if after.last_synced_at is None and not after.withdrawn:
+        return False
+    return (
+        before is None
+        or before.last_synced_at != after.last_synced_at
+        or before.withdrawn != after.withdrawn
+    )
+
+
+async def _apply_decoded(
+    conn: psycopg.AsyncConnection[Any], decoded: Sequence[Decoded], settings: Settings
+) -> BatchReport:
+    report = BatchReport(transactions=1)
+    events = [item for _, item in decoded if not isinstance(item, Rejection)]
+    outbox: list[OutboxRow] = []
+    decisions: list[Decision] = []
+    async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        claimed: set[uuid.UUID] = set()
+        if events:
+            await cur.execute(CLAIM_EVENTS, ([e.event_id for e in events],))
+            claimed = {row[0] for row in await cur.fetchall()}
+        fresh = [e for e in events if e.event_id in claimed]
+        loaded, referrers = await _load(cur, fresh) if fresh else ({}, {})
+        view = BatchView(loaded, referrers)
+        for record, item in decoded:
+            if isinstance(item, Rejection):
+                outbox.append(dead_letter(record, item, settings.dead_letter_topic))
+                report.results.append(EventResult(record.topic, "?", Outcome.REJECTED))
+                continue
+            if item.event_id not in claimed:
+                report.results.append(_result(record, item, Outcome.DUPLICATE))
+                continue
+            claimed.discard(item.event_id)  # a second copy inside the batch is a duplicate
+            decision = decide(item, view.get(item.data.id), view)
+            if decision.rejection is not None:
+                outbox.append(dead_letter(record, decision.rejection, settings.dead_letter_topic))
+            elif decision.outcome is Outcome.APPLIED and decision.state is not None:
+                view.current[decision.state.id] = decision.state
+                outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
+                decisions.append(decision)
+            report.results.append(_result(record, item, decision.outcome))
+        await _write(cur, view, decisions, outbox)
+    report.outbox_rows = len(outbox)
+    return report
+
+
+def _result(record: Record, event: InboundEvent, outcome: Outcome) -> EventResult:
+    return EventResult(record.topic, event.type, outcome, str(event.event_id), event.data.id)
+
+
+async def _apply_isolating(
+    conn: psycopg.AsyncConnection[Any], decoded: Sequence[Decoded], settings: Settings
+) -> BatchReport:
+    """Bisect on data errors until the record the database refuses is alone, then dead-letter it."""
+    try:
+        return await _apply_decoded(conn, decoded, settings)
+    except (psycopg.DataError, psycopg.IntegrityError) as error:
+        if len(decoded) == 1:
+            record, _ = decoded[0]
+            message = f"the database refused the event: {error.diag.message_primary or error}"
+            rejection = Rejection(RejectionKind.UNSTORABLE, message)
+            return await _apply_decoded(conn, [(record, rejection)], settings)
+        middle = len(decoded) // 2
+        report = await _apply_isolating(conn, decoded[:middle], settings)
+        report.merge(await _apply_isolating(conn, decoded[middle:], settings))
+        return report
 
 
 async def apply_batch(
-    conn: psycopg.AsyncConnection, records: Sequence[Record], settings: Settings
+    conn: psycopg.AsyncConnection[Any], records: Sequence[Record], settings: Settings
 ) -> BatchReport:
-    raise NotImplementedError
+    """Apply records in order; raises only on database trouble (to be retried by the caller)."""
+    if not records:
+        return BatchReport()
+    return await _apply_isolating(conn, decode_records(records, settings), settings)
