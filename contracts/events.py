@@ -16,6 +16,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -42,6 +43,24 @@ Actor = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
 Reason = Annotated[Text, StringConstraints(max_length=2_000)]
 
 
+MetaObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {"x-ref": "model-meta.schema.json", "description": "A ModelMeta object."}
+    ),
+]
+MetaPatch = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "description": "RFC 7396 merge patch of ModelMeta; null removes a key.",
+        }
+    ),
+]
+
+
 class Data(CamelModel):
     """Base of every ``data`` object: unknown fields are an error, not silently ignored."""
 
@@ -57,7 +76,7 @@ def _meta_object(value: dict[str, Any]) -> dict[str, Any]:
 class ModelSyncedData(Data):
     name: Name
     provider: Provider
-    meta: dict[str, Any]
+    meta: MetaObject
 
     @field_validator("meta")
     @classmethod
@@ -77,7 +96,7 @@ class ModelWithdrawnData(Data):
 class RegisterData(Data):
     name: Name
     provider: Provider
-    meta: dict[str, Any]
+    meta: MetaObject
 
     @field_validator("meta")
     @classmethod
@@ -88,7 +107,7 @@ class RegisterData(Data):
 class PatchMetaData(Data):
     """An RFC 7396 merge patch of meta; the merged result is validated against ModelMeta."""
 
-    meta: dict[str, Any] = Field(min_length=1)
+    meta: MetaPatch = Field(min_length=1)
 
     @field_validator("meta")
     @classmethod
