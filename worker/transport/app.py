@@ -1,0 +1,322 @@
+"""The FastStream application: one batch subscriber on both input topics, plus the outbox relay.
+
+Run it with ``faststream run worker.transport.app:app`` or ``modelreg worker``.
+
+Delivery guarantee: a batch's offsets are committed only after ``apply_batch`` committed its
+effects, and the handler does not return before that, however long the database is away. So a
+later commit can never cover an earlier batch that failed (the classic pitfall of consumers that
+log an exception and move on). Replays after a crash or a rebalance are harmless: the registry
+deduplicates on ``eventId``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import FAKE_CONSUMER
+from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from worker.decoding import Record
+from worker.persistence.db import DatabaseUnavailable, describe_conninfo, make_pool
+from worker.persistence.errors import (
+    Backoff,
+    OutageLog,
+    conninfo_password,
+    is_transient,
+    safe_reason,
+)
+from worker.persistence.migrate import migrate
+from worker.persistence.registry import BatchReport, apply_batch
+from worker.settings import ConfigError, Settings, get_settings
+from worker.transport.clients import client_options, kafka_security
+from worker.transport.relay import OutboxRelay, stop_task
+
+log = logging.getLogger("modelreg.worker")
+
+RawBatch = tuple[ConsumerRecord[Any, Any], ...]
+ApplyBatch = Callable[
+    [psycopg.AsyncConnection[Any], Sequence[Record], Settings], Awaitable[BatchReport]
+]
+CommitBatch = Callable[[Any, RawBatch], Awaitable[None]]
+
+#: How long one attempt waits for a pooled connection; short, so shutdown is never held up long.
+POOL_CHECKOUT_TIMEOUT_S = 5.0
+
+
+def to_records(raw: RawBatch) -> list[Record]:
+    """aiokafka records to the worker's Record, bytes untouched."""
+    return [
+        Record(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value,
+            headers=tuple((str(name), bytes(value or b"")) for name, value in r.headers or ()),
+        )
+        for r in raw
+    ]
+
+
+async def parse_raw_batch(raw: RawBatch) -> KafkaStreamMessage:
+    """Wrap the records without interpreting them.
+
+    FastStream's default parser decodes every header as UTF-8 and its decoder tries JSON; a
+    publisher's bad bytes would make it raise before the handler runs, and FastStream would log
+    and skip the batch. Bad input must reach ``apply_batch`` to be dead-lettered instead.
+    """
+    first, last = raw[0], raw[-1]
+    return KafkaStreamMessage(
+        body=[r.value or b"" for r in raw],
+        raw_message=raw,
+        message_id=f"{first.topic}-{first.partition}-{first.offset}-{last.offset}",
+        consumer=FAKE_CONSUMER,  # never used: offsets are committed by commit_offsets
+    )
+
+
+async def decode_raw_batch(message: KafkaStreamMessage) -> Any:
+    return message.body
+
+
+def batch_offsets(raw: RawBatch) -> dict[TopicPartition, int]:
+    """The offset to commit per partition: one past the last record of this batch."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in raw:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
+
+
+async def commit_offsets(consumer: AIOKafkaConsumer, raw: RawBatch) -> None:
+    """Commit exactly this batch. Partitions lost to a rebalance are left to their new owner."""
+    offsets = batch_offsets(raw)
+    assigned = consumer.assignment()
+    owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if len(owned) < len(offsets):
+        log.info(
+            "partitions %s were revoked while their batch was applied; their new owner re-reads"
+            " it and the registry deduplicates",
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in offsets.keys() - owned.keys()),
+        )
+    if not owned:
+        return
+    try:
+        await consumer.commit(owned)
+    except (CommitFailedError, IllegalStateError) as error:
+        log.warning(
+            "offset commit failed after a rebalance (%s); the new owner re-reads the batch and"
+            " the registry deduplicates it",
+            safe_reason(error),
+        )
+    except KafkaError as error:
+        log.warning(
+            "offset commit failed (%s); the batch is applied, a later commit covers it or it is"
+            " re-read and deduplicated",
+            safe_reason(error),
+        )
+
+
+class BatchProcessor:
+    """Applies one consumed batch, retrying until it is applied or the worker stops."""
+
+    def __init__(self, settings: Settings, apply: ApplyBatch = apply_batch) -> None:
+        self.settings = settings
+        self.apply = apply
+        self.pool: AsyncConnectionPool | None = None
+        self.stopping = asyncio.Event()
+        self.database = OutageLog(log, "database")
+        self.applied_batches = 0
+        self._password = conninfo_password(settings.database_url)
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        if self.pool is None:
+            raise DatabaseUnavailable("the connection pool is not open")
+        async with self.pool.connection(timeout=POOL_CHECKOUT_TIMEOUT_S) as conn:
+            return await self.apply(conn, records, self.settings)
+
+    async def process(self, records: Sequence[Record]) -> bool:
+        """True once the batch is applied; False if the worker began stopping while it failed.
+
+        Transient errors (database away, serialization failures) and bugs alike are retried with
+        exponential backoff for as long as the worker runs: skipping a batch would lose events,
+        dead-lettering it would blame the publisher for our outage.
+        """
+        backoff = Backoff(self.settings.retry_max_backoff_s)
+        while True:
+            try:
+                report = await self._attempt(records)
+            except Exception as error:
+                if is_transient(error):
+                    self.database.failed(safe_reason(error, self._password))
+                else:
+                    log.exception(
+                        "applying a batch of %d records failed with an unexpected error;"
+                        " retrying (this is a bug: the batch is stuck until it is fixed)",
+                        len(records),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff.next())
+                if self.stopping.is_set():
+                    return False
+                continue
+            self.database.recovered()
+            self.applied_batches += 1
+            log.debug("applied a batch of %d records: %s", len(records), dict(report.outcomes))
+            return True
+
+
+class Worker:
+    """Everything one worker process runs, wired from settings; ``app`` is what FastStream runs.
+
+    Startup: migrate (unless disabled), open the pool and the relay's producer, start the broker,
+    start the relay. Shutdown: stop fetching and finish the batch in hand (up to
+    ``shutdown_timeout_s``), flush the outbox once more, close everything.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        apply: ApplyBatch = apply_batch,
+        commit: CommitBatch = commit_offsets,
+        processor: BatchProcessor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor or BatchProcessor(settings, apply)
+        self.commit = commit
+        self.producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            security=kafka_security(settings),
+            enable_idempotence=settings.kafka_idempotent_producer,
+            graceful_timeout=settings.shutdown_timeout_s,
+            client_id="model-registry",
+            # Topics are provisioned with their partition counts by ops (or ensure_topics);
+            # a worker must not create them with broker defaults.
+            allow_auto_create_topics=False,
+        )
+        self.subscriber: BatchSubscriber = self.broker.subscriber(
+            *settings.input_topics,
+            batch=True,
+            group_id=settings.kafka_group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            parser=parse_raw_batch,
+            decoder=decode_raw_batch,
+        )
+        self.subscriber(self.handle_batch)
+        self.app = FastStream(
+            self.broker,
+            logger=log,
+            on_startup=[self.startup],
+            after_startup=[self.start_relay],
+            on_shutdown=[self.shutdown],
+            after_shutdown=[self.cleanup],
+        )
+
+    async def handle_batch(self, message: KafkaMessage) -> None:
+        """Apply, then commit exactly this batch; never return early past a failed batch."""
+        raw: RawBatch = message.raw_message
+        if await self.processor.process(to_records(raw)):
+            await self.commit(self.subscriber.consumer, raw)
+        # else: stopping - nothing is committed, the next owner of the partitions re-reads it.
+
+    async def startup(self) -> None:
+        settings = self.settings
+        if settings.migrate_on_start:
+            applied = await asyncio.to_thread(migrate, settings.database_url)
+            for name in applied:
+                log.info("applied migration %s", name)
+        pool = make_pool(
+            make_conninfo(settings.database_url, application_name="modelreg-worker"),
+            max_size=2,
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+        except PoolTimeout:
+            await pool.close()
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {describe_conninfo(settings.database_url)}"
+            ) from None
+        producer = AIOKafkaProducer(
+            **client_options(settings),
+            client_id="model-registry-relay",
+            acks="all",
+            enable_idempotence=settings.kafka_idempotent_producer,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await pool.close()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self.processor.pool = pool
+        self.producer = producer
+        self.relay = OutboxRelay(settings, producer)
+
+    async def start_relay(self) -> None:
+        assert self.relay is not None
+        self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+
+    async def shutdown(self) -> None:
+        """Finish the batch in hand, then publish what it queued, before the broker closes."""
+        self.processor.stopping.set()
+        await self.subscriber.stop()  # waits up to graceful_timeout for the running handler
+        await stop_task(self._relay_task)
+        if self.relay is not None:
+            await self.relay.flush(timeout=min(10.0, self.settings.shutdown_timeout_s))
+
+    async def cleanup(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+        if self.processor.pool is not None:
+            await self.processor.pool.close()
+            self.processor.pool = None
+
+
+def create_worker(settings: Settings, **options: Any) -> Worker:
+    return Worker(settings, **options)
+
+
+def create_app(settings: Settings) -> FastStream:
+    """The FastStream app for ``settings``; building it connects to nothing."""
+    return create_worker(settings).app
+
+
+def _module_app() -> FastStream:
+    """The app ``faststream run worker.transport.app:app`` runs, built from the environment.
+
+    Importing this module must neither connect nor fail: with a bad environment the app is a
+    stub whose startup raises the ConfigError, so the operator sees it when running the worker.
+    """
+    try:
+        return create_app(get_settings())
+    except ConfigError as error:
+        problem = error
+
+        def report() -> None:
+            raise problem
+
+        return FastStream(KafkaBroker(), logger=log, on_startup=[report])
+
+
+app = _module_app()
