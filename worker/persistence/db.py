@@ -1,0 +1,76 @@
+"""Connection helpers shared by the migration runner, the worker and the tests.
+
+They exist so that every "cannot reach the database" path produces the same one-line message,
+naming host, port and database but never the password (connection strings end up in logs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached; the message is safe to log and show to an operator."""
+
+
+def describe_conninfo(conninfo: str) -> str:
+    """Render a libpq conninfo or URL as ``host:port/dbname``, leaving out user and password.
+
+    Falls back to a placeholder when the string cannot be parsed, rather than echoing it (it may
+    hold a password).
+    """
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "<unparsable connection string>"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    return f"{host}:{port}/{dbname}"
+
+
+def _safe_reason(error: BaseException, conninfo: str) -> str:
+    """libpq's message on one line, with the password scrubbed in case it ever appears in it."""
+    reason = " ".join(str(error).split())
+    try:
+        password = conninfo_to_dict(conninfo).get("password")
+    except psycopg.Error:
+        password = None
+    if password:
+        reason = reason.replace(str(password), "***")
+    return reason or type(error).__name__
+
+
+def unavailable(conninfo: str, error: BaseException) -> DatabaseUnavailable:
+    """Build the standard DatabaseUnavailable for ``error`` raised while connecting."""
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {describe_conninfo(conninfo)}: "
+        f"{_safe_reason(error, conninfo)}"
+    )
+
+
+def connect(conninfo: str, **kw: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect`` that turns connection failures into DatabaseUnavailable.
+
+    ``connect_timeout`` defaults to 10 s so an unreachable host fails fast instead of hanging.
+    """
+    kw.setdefault("connect_timeout", 10)
+    try:
+        return psycopg.connect(conninfo, **kw)
+    except psycopg.OperationalError as error:
+        raise unavailable(conninfo, error) from None
+
+
+def make_pool(conninfo: str, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
+    """An async pool, created closed: the caller opens it (``await pool.open()``) in its loop."""
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"connect_timeout": 10},
+    )
