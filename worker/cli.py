@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -88,6 +89,28 @@ def worker(
         fail(f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: {error}")
     except KafkaError as error:
         fail(f"Kafka error at startup: {error}")
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the embedded PostgreSQL keeps its data.")
+    ] = Path(".modelreg/demo"),
+) -> None:
+    """Run everything locally: embedded PostgreSQL and broker, the worker, a sample catalog.
+
+    Prints the resulting registry and the lifecycle events; stops all it started on exit.
+    """
+    from worker.demo import main
+    from worker.embedded import EmbeddedUnavailable
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main(data_dir)
+    except EmbeddedUnavailable as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        fail("interrupted; everything the demo started has been stopped")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -206,6 +206,8 @@ class Worker:
             enable_idempotence=settings.kafka_idempotent_producer,
             graceful_timeout=settings.shutdown_timeout_s,
             client_id="model-registry",
+            # FastStream's per-message access log ("Received"/"Processed") at debug level.
+            log_level=logging.DEBUG,
             # Topics are provisioned with their partition counts by ops (or ensure_topics);
             # a worker must not create them with broker defaults.
             allow_auto_create_topics=False,
