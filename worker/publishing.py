@@ -425,3 +425,11 @@ class Publisher:
                 f"{len(failures)} of {len(results)} events were not delivered: {failures[0]}"
             )
         return len(results)
+
+
+async def publish_events(
+    settings: Settings, events: Sequence[Mapping[str, Any]], *, client_id: str = "modelreg-cli"
+) -> list[str]:
+    """Publish events to their topics and wait for every ack; the CLI's one-shot entry point."""
+    async with Publisher(settings, client_id=client_id) as publisher:
+        return [await publisher.publish_event(event) for event in events]

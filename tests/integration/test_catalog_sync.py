@@ -34,6 +34,7 @@ from worker.publishing import (
     clear_legacy_event,
     mark_legacy_event,
     patch_meta_event,
+    publish_events,
     register_event,
     set_availability_event,
     set_tier_event,
@@ -266,3 +267,27 @@ async def test_admin_events_unsigned_without_keys(
     (record,) = await consume(kafka_bootstrap, topic, 1)
     assert record.headers == ()
     assert not isinstance(decode(record, ADMIN_EVENTS), Rejection)
+
+
+async def test_publish_events_routes_each_event_to_its_topic(
+    kafka_bootstrap: str, kafka_supports_idempotence: bool, make_topic: MakeTopic
+) -> None:
+    admin_topic, sync_topic = await make_topic("admin"), await make_topic("sync")
+    config = settings(
+        kafka_bootstrap,
+        kafka_supports_idempotence,
+        admin_topic=admin_topic,
+        provider_sync_topic=sync_topic,
+        admin_keys={"k1": "s"},
+    )
+    from worker.publishing import withdrawn_event
+
+    topics = await publish_events(
+        config, [archive_event("m-1", actor="ops"), withdrawn_event("m-2", "job")]
+    )
+    assert topics == [admin_topic, sync_topic]
+    (admin,) = await consume(kafka_bootstrap, admin_topic, 1)
+    (synced,) = await consume(kafka_bootstrap, sync_topic, 1)
+    assert (admin.key, synced.key) == (b"m-1", b"m-2")
+    assert verify_signature(admin, {"k1": b"s"}) is None
+    assert synced.headers == ()
