@@ -1,0 +1,97 @@
+"""The consumer's delivery rules, without a broker or database: retry until applied, never skip."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from worker.decoding import Record
+from worker.persistence.registry import BatchReport
+from worker.settings import Settings, load_settings
+from worker.transport.app import BatchProcessor, batch_offsets, to_records
+
+
+class ScriptedProcessor(BatchProcessor):
+    """Fails with the given errors, in order, then applies."""
+
+    def __init__(self, settings: Settings, failures: Sequence[BaseException]) -> None:
+        super().__init__(settings)
+        self.failures = list(failures)
+        self.attempts = 0
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return BatchReport()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(
+        retry_max_backoff_s=0.02, database_url="postgresql://u:s3cret@db:5432/registry"
+    )
+
+
+def record(topic: str, partition: int, offset: int) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [("h", b"\xff")])
+
+
+async def test_a_transient_failure_is_retried_until_the_batch_is_applied(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = [psycopg.OperationalError("server closed the connection; password s3cret")] * 5
+    processor = ScriptedProcessor(settings, outage)
+    with caplog.at_level(logging.INFO, logger="modelreg.worker"):
+        assert await processor.process([]) is True
+    assert processor.attempts == 6
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("database unavailable, retrying" in m for m in messages) == 1, "logged once"
+    assert sum("database available again" in m for m in messages) == 1
+    assert not any("s3cret" in m for m in messages), "the password never reaches the logs"
+
+
+async def test_a_bug_is_retried_too_and_logged_with_its_traceback(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    processor = ScriptedProcessor(settings, [ValueError("bug"), ValueError("bug")])
+    with caplog.at_level(logging.ERROR, logger="modelreg.worker"):
+        assert await processor.process([]) is True
+    assert processor.attempts == 3
+    assert all(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
+    assert len(caplog.records) == 2
+
+
+async def test_stopping_while_a_batch_fails_gives_up_without_applying(settings: Settings) -> None:
+    processor = ScriptedProcessor(settings, [psycopg.OperationalError("down")] * 10_000)
+    task = asyncio.create_task(processor.process([]))
+    await asyncio.sleep(0.2)
+    assert not task.done(), "still retrying while the worker runs"
+    processor.stopping.set()
+    assert await asyncio.wait_for(task, 1) is False
+
+
+async def test_a_batch_in_hand_is_still_applied_when_stopping_begins(settings: Settings) -> None:
+    processor = ScriptedProcessor(settings, [])
+    processor.stopping.set()
+    assert await processor.process([]) is True
+
+
+def test_the_commit_covers_exactly_the_batch_per_partition() -> None:
+    raw = (record("a", 0, 5), record("a", 1, 9), record("a", 0, 6), record("b", 0, 0))
+    assert batch_offsets(raw) == {
+        TopicPartition("a", 0): 7,
+        TopicPartition("a", 1): 10,
+        TopicPartition("b", 0): 1,
+    }
+
+
+def test_records_keep_the_raw_bytes_and_headers() -> None:
+    (converted,) = to_records((record("a", 2, 3),))
+    assert converted == Record("a", 2, 3, b"k", b"v", (("h", b"\xff"),))
