@@ -7,7 +7,8 @@ but the serialized size and nesting depth are bounded so one event cannot bloat 
 from __future__ import annotations
 
 import json
-import math
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -52,45 +53,40 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _json_depth(value: Any, limit: int) -> int:
-    """Depth of nested containers, stopping early once ``limit`` is exceeded."""
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of containers; only containers are visited, so this stays cheap."""
     depth = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict | list):
-            depth = max(depth, level)
-            if depth > limit:
-                return depth
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+        depth = max(depth, level)
+        if depth > limit:
+            return depth
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
     return depth
 
 
-def _contains_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            return True
-    return False
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def check_json_value(value: Any, *, what: str = "meta") -> None:
-    """Bounds every JSON document the registry stores: size, depth, NUL and non-finite numbers."""
-    if _json_depth(value, MAX_META_DEPTH) > MAX_META_DEPTH:
+    """Bounds every JSON document the registry stores: size, depth, NUL and non-finite numbers.
+
+    One C-speed serialization answers three of the four questions: NaN/Infinity make it fail,
+    the size is its length, and a NUL shows up as an escaped ``\\u0000``.
+    """
+    if _depth(value, MAX_META_DEPTH) > MAX_META_DEPTH:
         raise ValueError(f"{what} is nested deeper than {MAX_META_DEPTH} levels")
-    if _contains_nul(value):
-        raise ValueError(f"{what} contains a NUL character (\\u0000) or a non-finite number")
-    size = len(json.dumps(value, default=str, separators=(",", ":")).encode())
+    try:
+        text = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+        )
+    except ValueError:
+        raise ValueError(f"{what} contains a non-finite number (NaN or Infinity)") from None
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
+        raise ValueError(f"{what} contains a NUL character (\\u0000)")
+    size = len(text.encode())
     if size > MAX_META_BYTES:
         raise ValueError(f"{what} is {size} bytes serialized; the limit is {MAX_META_BYTES}")
 
@@ -175,18 +171,20 @@ class ModelMeta(CamelModel):
     def _cross_field_rules(self) -> ModelMeta:
         if self.capabilities is not None:
             _unique_lowercase_tokens(self.capabilities)
-        if (
-            self.max_output_tokens is not None
-            and self.context_length is not None
-            and self.max_output_tokens > self.context_length
-        ):
-            raise ValueError("maxOutputTokens must not exceed contextLength")
-        if self.tier_restriction_mode is TierRestrictionMode.WHITELIST and not self.allowed_tiers:
-            raise ValueError("tierRestrictionMode 'whitelist' needs a non-empty allowedTiers")
         if self.allowed_tiers is not None and len(set(self.allowed_tiers)) != len(
             self.allowed_tiers
         ):
             raise ValueError("allowedTiers must be unique")
+        problem = cross_field_problem(
+            {
+                "contextLength": self.context_length,
+                "maxOutputTokens": self.max_output_tokens,
+                "tierRestrictionMode": self.tier_restriction_mode,
+                "allowedTiers": self.allowed_tiers,
+            }
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="before")
@@ -199,6 +197,34 @@ class ModelMeta(CamelModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The canonical JSON object stored in ``models.meta`` (camelCase, no null keys)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cross_field_problem(meta: Mapping[str, Any]) -> str | None:
+    """The rules that relate keys to each other, which a merge of two valid metas can break."""
+    context, max_output = meta.get("contextLength"), meta.get("maxOutputTokens")
+    if isinstance(context, int) and isinstance(max_output, int) and max_output > context:
+        return "maxOutputTokens must not exceed contextLength"
+    if meta.get("tierRestrictionMode") == TierRestrictionMode.WHITELIST and not meta.get(
+        "allowedTiers"
+    ):
+        return "tierRestrictionMode 'whitelist' needs a non-empty allowedTiers"
+    return None
+
+
+def merge_valid_meta(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Shallow merge of two metas that are each valid: only cross-key rules and size can break.
+
+    Much cheaper than re-validating the whole object on every provider sync.
+    """
+    merged = {**base, **update}
+    problem = cross_field_problem(merged)
+    if problem is None:
+        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_META_BYTES:
+            problem = f"meta is {size} bytes serialized; the limit is {MAX_META_BYTES}"
+    if problem is not None:
+        raise ValueError(problem)
+    return merged
 
 
 def normalize_meta(raw: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,18 @@ def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+_OBJECT_KEY = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"\s*:')
+
+
 def _has_duplicate_keys(value: bytes) -> str | None:
-    """Ambiguous JSON (same key twice) is rejected rather than resolved by a parser's whim."""
+    """Ambiguous JSON (same key twice) is rejected rather than resolved by a parser's whim.
+
+    A regex pass finds every key; only when some key text occurs twice anywhere in the
+    document (rare in practice) is the slower exact per-object check needed.
+    """
+    keys = _OBJECT_KEY.findall(value)
+    if len(set(keys)) == len(keys):
+        return None
     try:
         json.loads(value, object_pairs_hook=_no_duplicate_keys)
     except ValueError as error:

@@ -30,7 +30,7 @@ from contracts.events import (
     Unarchive,
     lifecycle_event_id,
 )
-from contracts.meta import LEGACY_KEYS, TIER_KEYS, normalize_meta
+from contracts.meta import LEGACY_KEYS, TIER_KEYS, merge_valid_meta, normalize_meta
 from worker.domain.model import (
     Decision,
     ModelState,
@@ -65,6 +65,17 @@ def _validated(meta: Mapping[str, Any]) -> dict[str, Any]:
         )
         raise RuleViolation(
             RejectionKind.CONTRACT_VIOLATION, "resulting meta is invalid", detail
+        ) from None
+
+
+def _merged(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Shallow merge of an already validated update into valid meta (sync, register)."""
+    try:
+        return merge_valid_meta(current, update)
+    except ValueError as error:
+        detail = ({"loc": ["data", "meta"], "msg": str(error), "type": "value_error"},)
+        raise RuleViolation(
+            RejectionKind.CONTRACT_VIOLATION, f"resulting meta is invalid: {error}", detail
         ) from None
 
 
@@ -107,7 +118,7 @@ def model_synced(event: ModelSynced, current: ModelState | None, _: Registry) ->
     restore = current.withdrawn and not current.is_available and not current.is_archived
     return replace(
         current,
-        meta=_validated({**current.meta, **data.meta}),
+        meta=_merged(current.meta, data.meta),
         is_available=True if restore else current.is_available,
         withdrawn=False,
         last_synced_at=event.occurred_at,
@@ -131,7 +142,7 @@ def register(event: Register, current: ModelState | None, _: Registry) -> ModelS
     if current is None:
         return ModelState(id=data.id, name=data.name, provider=data.provider, meta=data.meta)
     _same_provider(current, data.provider)
-    return replace(current, meta=_validated({**current.meta, **data.meta}))
+    return replace(current, meta=_merged(current.meta, data.meta))
 
 
 def patch_meta(event: PatchMeta, current: ModelState | None, _: Registry) -> ModelState:
