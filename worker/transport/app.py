@@ -282,7 +282,9 @@ class Worker:
         """Finish the batch in hand, then publish what it queued, before the broker closes."""
         self.processor.stopping.set()
         await self.subscriber.stop()  # waits up to graceful_timeout for the running handler
-        await stop_task(self._relay_task)
+        if self.relay is not None:
+            self.relay.request_stop()
+        await stop_task(self._relay_task, grace=self.settings.outbox_poll_interval_s + 5)
         if self.relay is not None:
             await self.relay.flush(timeout=min(10.0, self.settings.shutdown_timeout_s))
 

@@ -88,6 +88,16 @@ class OutboxRelay:
         self.broker = OutageLog(log, "outbox relay: Kafka")
         self.published = 0
         self._next_purge = 0.0
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """End ``run`` after the drain in progress: cancelling it mid-drain would publish rows
+        that are then not marked sent, and so published twice."""
+        self._stop.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _publish(self, rows: list[OutboxRow]) -> None:
         await publish_rows(self.producer, rows)
@@ -127,13 +137,13 @@ class OutboxRelay:
         db_backoff = Backoff(self.settings.retry_max_backoff_s)
         broker_backoff = Backoff(self.settings.retry_max_backoff_s)
         poll = self.settings.outbox_poll_interval_s
-        while True:
+        while not self._stop.is_set():
             try:
                 async with await self._connect() as conn:
                     await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
                     self.database.recovered()
                     db_backoff.reset()
-                    while True:
+                    while not self._stop.is_set():
                         wait = poll
                         try:
                             await self.drain(conn)
@@ -148,11 +158,11 @@ class OutboxRelay:
                             pass
             except (psycopg.Error, OSError) as error:
                 self.database.failed(safe_reason(error, self._password))
-                await asyncio.sleep(db_backoff.next())
+                await self._pause(db_backoff.next())
             except Exception:
                 # A bug must not silently end publishing: log it loudly and start over.
                 log.exception("outbox relay failed unexpectedly; restarting it")
-                await asyncio.sleep(db_backoff.next())
+                await self._pause(db_backoff.next())
 
     async def flush(self, timeout: float) -> int:
         """One last drain on a fresh connection (shutdown): rows left over wait for the next run."""
@@ -167,10 +177,14 @@ class OutboxRelay:
             return 0
 
 
-async def stop_task(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait for it to end."""
+async def stop_task(task: asyncio.Task[Any] | None, grace: float = 0.0) -> None:
+    """Give a background task ``grace`` seconds to end by itself, then cancel it."""
     if task is None or task.done():
         return
+    if grace > 0:
+        await asyncio.wait({task}, timeout=grace)
+        if task.done():
+            return
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
