@@ -18,9 +18,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
@@ -110,7 +112,17 @@ UsdPerMillion = Annotated[
     Field(ge=0, max_digits=20, decimal_places=10, allow_inf_nan=False),
     PlainSerializer(lambda d: float(d), return_type=float, when_used="json"),
 ]
-PositiveInt = Annotated[int, Field(gt=0, le=2**31 - 1)]
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+
+
+def _text_not_number(value: Any) -> Any:
+    # Lax pydantic reads a bare number as a Unix timestamp; the contract says RFC 3339 text.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 date-time string, not a number")
+    return value
+
+
+WireDatetime = Annotated[AwareDatetime, BeforeValidator(_text_not_number)]
 
 
 class CamelModel(BaseModel):
@@ -164,7 +176,7 @@ class ModelMeta(CamelModel):
     allowed_tiers: list[Tier] | None = None
     legacy_replacement_model_id: ModelId | None = None
     deprecation_notice: Annotated[Text, StringConstraints(max_length=2_000)] | None = None
-    sunset_date: AwareDatetime | None = None
+    sunset_date: WireDatetime | None = None
     provider_metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")

@@ -85,8 +85,8 @@ def _has_duplicate_keys(value: bytes) -> str | None:
     document (rare in practice) is the slower exact per-object check needed.
     """
     keys = _OBJECT_KEY.findall(value)
-    if len(set(keys)) == len(keys):
-        return None
+    if len(set(keys)) == len(keys) and not any(b"\\" in key for key in keys):
+        return None  # no key text repeats and none is escaped, so no key can repeat
     try:
         json.loads(value, object_pairs_hook=_no_duplicate_keys)
     except ValueError as error:
@@ -131,15 +131,15 @@ def decode(
         unauthenticated = verify_signature(record, admin_keys)
         if unauthenticated is not None:
             return unauthenticated
+    duplicate = _has_duplicate_keys(value)
+    if duplicate is not None:
+        return Rejection(RejectionKind.INVALID_JSON, duplicate)
     try:
         event = adapter.validate_json(value)
     except ValidationError as error:
         return _reject_validation(error, value)
     except (RecursionError, ValueError) as error:
         return Rejection(RejectionKind.INVALID_JSON, f"value cannot be parsed: {error}"[:500])
-    duplicate = _has_duplicate_keys(value)
-    if duplicate is not None:
-        return Rejection(RejectionKind.INVALID_JSON, duplicate)
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
     if key != event.data.id:
         return Rejection(
