@@ -219,7 +219,7 @@ def test_withdraw_then_resync_round_trips_availability() -> None:
 
 
 def test_register_creates_an_unknown_model_available_not_legacy_not_archived() -> None:
-    meta = {"displayName": "M", "requiredTier": "pro"}
+    meta = {"displayName": "M", "version": "2024-05"}
     decision = decide(b.register("m1", meta, name="Model"), None, EMPTY)
     model = applied(decision)
     assert (model.id, model.name, model.provider, model.meta) == ("m1", "Model", b.PROVIDER, meta)
@@ -229,11 +229,9 @@ def test_register_creates_an_unknown_model_available_not_legacy_not_archived() -
 
 def test_register_merges_meta_into_an_existing_model() -> None:
     current = state(meta={"displayName": "Old", "description": "keep"}, is_legacy=True)
-    decision = decide(
-        b.register("m1", {"displayName": "New", "requiredTier": "free"}), current, EMPTY
-    )
+    decision = decide(b.register("m1", {"displayName": "New", "version": "2"}), current, EMPTY)
     model = applied(decision)
-    assert model.meta == {"displayName": "New", "description": "keep", "requiredTier": "free"}
+    assert model.meta == {"displayName": "New", "description": "keep", "version": "2"}
     assert model.is_legacy is True
     assert decision.lifecycle == ()
 
@@ -255,9 +253,9 @@ def test_register_whose_merged_meta_is_invalid_is_a_contract_violation() -> None
     rejected_as(decision, RejectionKind.CONTRACT_VIOLATION, current)
 
 
-def test_register_emptying_the_allowed_tiers_of_a_whitelist_is_a_contract_violation() -> None:
-    current = state(meta={"tierRestrictionMode": "whitelist", "allowedTiers": ["pro"]})
-    decision = decide(b.register("m1", {"allowedTiers": []}), current, EMPTY)
+def test_register_shrinking_the_context_below_max_output_is_a_contract_violation() -> None:
+    current = state(meta={"contextLength": 8192, "maxOutputTokens": 4096})
+    decision = decide(b.register("m1", {"contextLength": 1024}), current, EMPTY)
     rejected_as(decision, RejectionKind.CONTRACT_VIOLATION, current)
 
 
@@ -307,9 +305,28 @@ def test_every_event_except_synced_and_register_on_an_unknown_model_is_unknown_m
 def test_patch_meta_sets_and_replaces_keys() -> None:
     current = state(meta={"displayName": "A", "version": "1"})
     model = applied(
-        decide(b.patch_meta("m1", {"version": "2", "requiredTier": "pro"}), current, EMPTY)
+        decide(b.patch_meta("m1", {"version": "2", "description": "d"}), current, EMPTY)
     )
-    assert model.meta == {"displayName": "A", "version": "2", "requiredTier": "pro"}
+    assert model.meta == {"displayName": "A", "version": "2", "description": "d"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "dedicated"),
+    [
+        ("requiredTier", "pro", "model.set_tier"),
+        ("tierRestrictionMode", "exact", "model.set_tier"),
+        ("legacyReplacementModelId", "m2", "model.mark_legacy"),
+        ("sunsetDate", "2030-01-01T00:00:00Z", "model.mark_legacy"),
+    ],
+)
+def test_keys_with_their_own_event_cannot_be_written_by_patch_meta_or_register(
+    key: str, value: str, dedicated: str
+) -> None:
+    current = state(meta={"displayName": "A"})
+    for event in (b.patch_meta("m1", {key: value}), b.register("m1", {key: value})):
+        decision = decide(event, current, registry(current, state("m2")))
+        rejected_as(decision, RejectionKind.RULE_VIOLATION, current)
+        assert decision.rejection is not None and dedicated in decision.rejection.message
 
 
 def test_patch_meta_null_removes_a_key() -> None:
@@ -344,9 +361,9 @@ def test_patch_meta_valid_alone_but_invalid_combined_is_rejected() -> None:
     rejected_as(decision, RejectionKind.CONTRACT_VIOLATION, current)
 
 
-def test_patch_meta_removing_allowed_tiers_of_a_whitelist_is_rejected() -> None:
-    current = state(meta={"tierRestrictionMode": "whitelist", "allowedTiers": ["pro"]})
-    decision = decide(b.patch_meta("m1", {"allowedTiers": None}), current, EMPTY)
+def test_patch_meta_shrinking_the_context_below_max_output_is_rejected() -> None:
+    current = state(meta={"contextLength": 8192, "maxOutputTokens": 4096})
+    decision = decide(b.patch_meta("m1", {"contextLength": 1024}), current, EMPTY)
     rejected_as(decision, RejectionKind.CONTRACT_VIOLATION, current)
 
 

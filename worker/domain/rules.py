@@ -93,6 +93,23 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
     return result
 
 
+#: Keys with a dedicated event, whose checks (replacement, cycle) and audit a generic meta
+#: write would bypass.
+DEDICATED_KEYS: dict[str, str] = {
+    **{key: "model.set_tier" for key in TIER_KEYS},
+    **{key: "model.mark_legacy" for key in LEGACY_KEYS},
+}
+
+
+def _no_dedicated_keys(meta: Mapping[str, Any]) -> None:
+    claimed = sorted(key for key in meta if key in DEDICATED_KEYS)
+    if claimed:
+        hints = ", ".join(f"{key} (use {DEDICATED_KEYS[key]})" for key in claimed)
+        raise RuleViolation(
+            RejectionKind.RULE_VIOLATION, f"these keys have their own event: {hints}"
+        )
+
+
 def _same_provider(current: ModelState, provider: str) -> None:
     if current.provider != provider:
         raise RuleViolation(
@@ -139,6 +156,7 @@ def model_withdrawn(event: ModelWithdrawn, current: ModelState | None, _: Regist
 
 def register(event: Register, current: ModelState | None, _: Registry) -> ModelState:
     data = event.data
+    _no_dedicated_keys(data.meta)
     if current is None:
         return ModelState(id=data.id, name=data.name, provider=data.provider, meta=data.meta)
     _same_provider(current, data.provider)
@@ -148,6 +166,7 @@ def register(event: Register, current: ModelState | None, _: Registry) -> ModelS
 def patch_meta(event: PatchMeta, current: ModelState | None, _: Registry) -> ModelState:
     if current is None:
         raise _unknown(event.data.id)
+    _no_dedicated_keys(event.data.meta)
     return replace(current, meta=_validated(merge_patch(current.meta, event.data.meta)))
 
 
