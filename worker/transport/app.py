@@ -40,6 +40,7 @@ from worker.persistence.errors import (
 )
 from worker.persistence.migrate import migrate
 from worker.persistence.registry import BatchReport, apply_batch
+from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
 from worker.transport.clients import client_options, kafka_security
 from worker.transport.relay import OutboxRelay, stop_task
@@ -200,6 +201,8 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._sunset_task: asyncio.Task[None] | None = None
+        self._sunset_stop = asyncio.Event()
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
             security=kafka_security(settings),
@@ -248,7 +251,7 @@ class Worker:
                 log.info("applied migration %s", name)
         pool = make_pool(
             make_conninfo(settings.database_url, application_name="modelreg-worker"),
-            max_size=2,
+            max_size=3,
         )
         try:
             await pool.open(wait=True, timeout=10)
@@ -275,13 +278,19 @@ class Worker:
         self.relay = OutboxRelay(settings, producer)
 
     async def start_relay(self) -> None:
-        assert self.relay is not None
+        """Start the background tasks: the outbox relay and the sunset archiver."""
+        assert self.relay is not None and self.processor.pool is not None
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        self._sunset_task = asyncio.create_task(
+            run_sunset_loop(self.processor.pool, self.settings, self._sunset_stop), name="sunset"
+        )
 
     async def shutdown(self) -> None:
         """Finish the batch in hand, then publish what it queued, before the broker closes."""
         self.processor.stopping.set()
         await self.subscriber.stop()  # waits up to graceful_timeout for the running handler
+        self._sunset_stop.set()
+        await stop_task(self._sunset_task, grace=5.0)
         if self.relay is not None:
             self.relay.request_stop()
         await stop_task(self._relay_task, grace=self.settings.outbox_poll_interval_s + 5)
