@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
@@ -76,7 +77,12 @@ class BatchView:
     def __init__(self, loaded: Mapping[str, ModelState], referrers: Mapping[str, set[str]]):
         self.loaded = dict(loaded)
         self.current: dict[str, ModelState] = dict(loaded)
+        self.dirty: set[str] = set()
         self._referrers = referrers
+
+    def update(self, state: ModelState) -> None:
+        self.current[state.id] = state
+        self.dirty.add(state.id)
 
     def get(self, model_id: str) -> ModelState | None:
         return self.current.get(model_id)
@@ -92,14 +98,14 @@ class BatchView:
         )
 
     def changed_models(self) -> list[ModelState]:
-        return [s for mid, s in self.current.items() if self.loaded.get(mid) != s]
+        return [self.current[mid] for mid in sorted(self.dirty)]
 
 
 # --- SQL --------------------------------------------------------------------------------------
 
 CLAIM_EVENTS = """
 INSERT INTO processed_events (event_id)
-SELECT unnest(%s::uuid[])
+SELECT value::uuid FROM jsonb_array_elements_text(%s::jsonb)
 ON CONFLICT DO NOTHING
 RETURNING event_id
 """
@@ -108,7 +114,7 @@ LOAD_MODELS = """
 SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
        s.last_synced_at, coalesce(s.withdrawn, false)
 FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
-WHERE m.id = ANY(%s::text[])
+WHERE m.id IN (SELECT jsonb_array_elements_text(%s::jsonb))
 ORDER BY m.id
 FOR UPDATE OF m
 """
@@ -136,10 +142,9 @@ WHERE m.is_legacy AND m.meta->>'legacyReplacementModelId' = ANY(%s::text[])
 UPSERT_MODELS = """
 INSERT INTO models AS m
     (id, name, provider, is_available, is_legacy, is_archived, meta, updated_at)
-SELECT u.id, u.name, u.provider, u.is_available, u.is_legacy, u.is_archived, u.meta::jsonb,
-       CURRENT_TIMESTAMP
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[], %s::bool[], %s::bool[], %s::text[])
-    AS u(id, name, provider, is_available, is_legacy, is_archived, meta)
+SELECT u.id, u.name, u.provider, u.a, u.l, u.x, u.meta, CURRENT_TIMESTAMP
+FROM jsonb_to_recordset(%s::jsonb)
+    AS u(id text, name text, provider text, a bool, l bool, x bool, meta jsonb)
 ON CONFLICT (id) DO UPDATE SET
     is_available = EXCLUDED.is_available,
     is_legacy = EXCLUDED.is_legacy,
@@ -150,7 +155,8 @@ ON CONFLICT (id) DO UPDATE SET
 
 UPSERT_SYNC_STATE = """
 INSERT INTO model_sync_state AS s (model_id, last_synced_at, withdrawn)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bool[])
+SELECT u.id, u.at, u.w
+FROM jsonb_to_recordset(%s::jsonb) AS u(id text, at timestamptz, w bool)
 ON CONFLICT (model_id) DO UPDATE SET
     last_synced_at = EXCLUDED.last_synced_at,
     withdrawn = EXCLUDED.withdrawn
@@ -189,6 +195,10 @@ def _state(row: tuple[Any, ...]) -> ModelState:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _safe_header(text: str) -> str:
@@ -268,7 +278,7 @@ async def _load(
     cur: psycopg.AsyncCursor[Any], events: Sequence[InboundEvent]
 ) -> tuple[dict[str, ModelState], dict[str, set[str]]]:
     targets = sorted({e.data.id for e in events})
-    await cur.execute(LOAD_MODELS, (targets,))
+    await cur.execute(LOAD_MODELS, (_dumps(targets),))
     loaded = {row[0]: _state(row) for row in await cur.fetchall()}
     replacements = sorted(
         {
@@ -299,16 +309,25 @@ async def _write(
     changed = view.changed_models()
     rows = [s for s in changed if _row_changed(view.loaded.get(s.id), s)]
     if rows:
+        # One JSON document for the whole batch: serialized in C and parsed by the server,
+        # much cheaper than adapting seven Python lists element by element.
         await cur.execute(
             UPSERT_MODELS,
             (
-                [s.id for s in rows],
-                [s.name for s in rows],
-                [s.provider for s in rows],
-                [s.is_available for s in rows],
-                [s.is_legacy for s in rows],
-                [s.is_archived for s in rows],
-                [_dumps(s.meta) for s in rows],
+                _dumps(
+                    [
+                        {
+                            "id": s.id,
+                            "name": s.name,
+                            "provider": s.provider,
+                            "a": s.is_available,
+                            "l": s.is_legacy,
+                            "x": s.is_archived,
+                            "meta": s.meta,
+                        }
+                        for s in rows
+                    ]
+                ),
             ),
         )
     synced = [s for s in changed if _sync_changed(view.loaded.get(s.id), s)]
@@ -316,9 +335,9 @@ async def _write(
         await cur.execute(
             UPSERT_SYNC_STATE,
             (
-                [s.id for s in synced],
-                [s.last_synced_at for s in synced],
-                [s.withdrawn for s in synced],
+                _dumps(
+                    [{"id": s.id, "at": _iso(s.last_synced_at), "w": s.withdrawn} for s in synced]
+                ),
             ),
         )
     audit = [entry for d in decisions for entry in d.audit]
@@ -338,7 +357,13 @@ async def _write(
 
 
 def _row_changed(before: ModelState | None, after: ModelState) -> bool:
-    return before is None or before.meta != after.meta or before.flags != after.flags
+    return (
+        before is None
+        or before.is_available != after.is_available
+        or before.is_legacy != after.is_legacy
+        or before.is_archived != after.is_archived
+        or (before.meta is not after.meta and before.meta != after.meta)
+    )
 
 
 def _sync_changed(before: ModelState | None, after: ModelState) -> bool:
@@ -361,7 +386,7 @@ async def _apply_decoded(
     async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         claimed: set[uuid.UUID] = set()
         if events:
-            await cur.execute(CLAIM_EVENTS, ([e.event_id for e in events],))
+            await cur.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
             claimed = {row[0] for row in await cur.fetchall()}
         fresh = [e for e in events if e.event_id in claimed]
         loaded, referrers = await _load(cur, fresh) if fresh else ({}, {})
@@ -379,7 +404,7 @@ async def _apply_decoded(
             if decision.rejection is not None:
                 outbox.append(dead_letter(record, decision.rejection, settings.dead_letter_topic))
             elif decision.outcome is Outcome.APPLIED and decision.state is not None:
-                view.current[decision.state.id] = decision.state
+                view.update(decision.state)
                 outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
                 decisions.append(decision)
             report.results.append(_result(record, item, decision.outcome))
