@@ -7,15 +7,18 @@ the single source of the JSON Schema that publishers in other languages validate
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     Field,
     StrictBool,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -43,11 +46,47 @@ Actor = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
 Reason = Annotated[Text, StringConstraints(max_length=2_000)]
 
 
+EARLIEST_OCCURRED_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_OCCURRED_AT: Final = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _text_not_number(value: Any) -> Any:
+    # Lax pydantic reads a bare number as a Unix timestamp (and true as 1); the wire contract
+    # says RFC 3339 text, so a number is a publisher's mistake, not a date.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 date-time string, not a number")
+    return value
+
+
+def _storable_instant(value: datetime) -> datetime:
+    # An offset can push a valid-looking date out of datetime's range once it is converted to
+    # UTC (0001-01-01T00:00+14:00 is 1 BC): PostgreSQL stores that, but reading it back fails,
+    # and every later event of the model would then be unstorable.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_OCCURRED_AT <= utc < LATEST_OCCURRED_AT:
+        raise ValueError(
+            f"must be between {EARLIEST_OCCURRED_AT.date()} and {LATEST_OCCURRED_AT.date()} in UTC"
+        )
+    return value
+
+
+def _exactly_one(value: Any) -> Any:
+    # Literal[1] alone would accept true and 1.0.
+    if isinstance(value, bool | float):
+        raise ValueError("must be the integer 1")
+    return value
+
+
+WireDatetime = Annotated[AwareDatetime, BeforeValidator(_text_not_number)]
+OccurredAt = Annotated[WireDatetime, AfterValidator(_storable_instant)]
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_exactly_one)]
+
 MetaObject = Annotated[
     dict[str, Any],
-    WithJsonSchema(
-        {"x-ref": "model-meta.schema.json", "description": "A ModelMeta object."}
-    ),
+    WithJsonSchema({"x-ref": "model-meta.schema.json", "description": "A ModelMeta object."}),
 ]
 MetaPatch = Annotated[
     dict[str, Any],
@@ -69,8 +108,8 @@ class Data(CamelModel):
     id: ModelId
 
 
-def _meta_object(value: dict[str, Any]) -> dict[str, Any]:
-    return normalize_meta(value)
+def _meta_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    return normalize_meta(value, info.context)
 
 
 class ModelSyncedData(Data):
@@ -80,13 +119,13 @@ class ModelSyncedData(Data):
 
     @field_validator("meta")
     @classmethod
-    def _provider_owned_only(cls, meta: dict[str, Any]) -> dict[str, Any]:
+    def _provider_owned_only(cls, meta: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         foreign = sorted(set(meta) - PROVIDER_OWNED_KEYS)
         if foreign:
             raise ValueError(
                 f"provider sync may only set provider-owned keys; not allowed: {', '.join(foreign)}"
             )
-        return _meta_object(meta)
+        return _meta_object(meta, info)
 
 
 class ModelWithdrawnData(Data):
@@ -100,8 +139,8 @@ class RegisterData(Data):
 
     @field_validator("meta")
     @classmethod
-    def _valid_meta(cls, meta: dict[str, Any]) -> dict[str, Any]:
-        return _meta_object(meta)
+    def _valid_meta(cls, meta: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _meta_object(meta, info)
 
 
 class PatchMetaData(Data):
@@ -126,7 +165,7 @@ class SetTierData(Data):
 class MarkLegacyData(Data):
     replacement_model_id: ModelId | None = None
     deprecation_notice: Annotated[Text, StringConstraints(max_length=2_000)] | None = None
-    sunset_date: AwareDatetime | None = None
+    sunset_date: WireDatetime | None = None
 
 
 class ClearLegacyData(Data):
@@ -151,8 +190,8 @@ class Envelope(CamelModel):
     model_config = {"extra": "forbid"}
 
     event_id: uuid.UUID
-    schema_version: Literal[1]
-    occurred_at: AwareDatetime
+    schema_version: SchemaVersion
+    occurred_at: OccurredAt
     source: Source
     actor: Actor | None = None
 
