@@ -24,6 +24,7 @@ from pydantic import (
     PlainSerializer,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -72,7 +73,12 @@ def _depth(value: Any, limit: int) -> int:
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def check_json_value(value: Any, *, what: str = "meta") -> None:
+#: Validation context key set by decoders that already bounded the whole raw message (small,
+#: no escaped NUL, no number that overflows to infinity): then only the depth is left to check.
+RAW_MESSAGE_BOUNDED: Final = "raw_message_bounded"
+
+
+def check_json_value(value: Any, *, what: str = "meta", raw_bounded: bool = False) -> None:
     """Bounds every JSON document the registry stores: size, depth, NUL and non-finite numbers.
 
     One C-speed serialization answers three of the four questions: NaN/Infinity make it fail,
@@ -80,6 +86,8 @@ def check_json_value(value: Any, *, what: str = "meta") -> None:
     """
     if _depth(value, MAX_META_DEPTH) > MAX_META_DEPTH:
         raise ValueError(f"{what} is nested deeper than {MAX_META_DEPTH} levels")
+    if raw_bounded:
+        return
     try:
         text = json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
@@ -201,9 +209,11 @@ class ModelMeta(CamelModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _bounded(cls, data: Any) -> Any:
+    def _bounded(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict):
-            check_json_value(data)
+            check_json_value(
+                data, raw_bounded=bool(info.context and info.context.get(RAW_MESSAGE_BOUNDED))
+            )
         return data
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -239,9 +249,9 @@ def merge_valid_meta(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict
     return merged
 
 
-def normalize_meta(raw: dict[str, Any]) -> dict[str, Any]:
+def normalize_meta(raw: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a meta object and return its canonical stored form; raises ValidationError."""
-    return ModelMeta.model_validate(raw).to_json_dict()
+    return ModelMeta.model_validate(raw, context=context).to_json_dict()
 
 
 def sunset_of(meta: dict[str, Any]) -> datetime | None:

@@ -10,13 +10,14 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.events import ADMIN_EVENTS, PROVIDER_SYNC_EVENTS, InboundEvent
+from contracts.meta import MAX_META_BYTES, RAW_MESSAGE_BOUNDED
 from worker.domain.model import Rejection, RejectionKind
 
 SIGNATURE_HEADER = "modelreg-signature"
@@ -67,33 +68,44 @@ def _reject_validation(error: ValidationError, value: bytes) -> Rejection:
     )
 
 
-def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        keys = [k for k, _ in pairs]
         duplicated = sorted({k for k in keys if keys.count(k) > 1})
         raise ValueError(f"duplicate keys in a JSON object: {', '.join(duplicated)}")
-    return dict(pairs)
-
-
-_OBJECT_KEY = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"\s*:')
+    return obj
 
 
 def _has_duplicate_keys(value: bytes) -> str | None:
-    """Ambiguous JSON (same key twice) is rejected rather than resolved by a parser's whim.
-
-    A regex pass finds every key; only when some key text occurs twice anywhere in the
-    document (rare in practice) is the slower exact per-object check needed.
-    """
-    keys = _OBJECT_KEY.findall(value)
-    if len(set(keys)) == len(keys) and not any(b"\\" in key for key in keys):
-        return None  # no key text repeats and none is escaped, so no key can repeat
+    """Ambiguous JSON (same key twice, escapes included) is rejected, not resolved by whim."""
     try:
-        json.loads(value, object_pairs_hook=_no_duplicate_keys)
+        json.loads(value, object_pairs_hook=_unique_keys)
     except ValueError as error:
         return str(error) if "duplicate keys" in str(error) else None
     except RecursionError:
         return None
     return None
+
+
+_HUGE_EXPONENT = re.compile(rb"[eE][+]?0*[0-9]{3}")
+
+
+def _raw_bounded(value: bytes) -> bool:
+    """True when the raw message alone proves meta small, NUL-free and finite.
+
+    Re-serializing JSON at most doubles a number's text, so a message under half the meta
+    cap cannot hold an oversized meta; NUL can only arrive escaped; a non-finite number
+    needs a NaN or Infinity token or a three-digit exponent. (The words inside a string
+    only cost the slower full check.)
+    """
+    return (
+        len(value) <= MAX_META_BYTES // 2
+        and b"\\u0000" not in value
+        and b"NaN" not in value
+        and b"Infinity" not in value
+        and _HUGE_EXPONENT.search(value) is None
+    )
 
 
 def verify_signature(record: Record, keys: Mapping[str, bytes]) -> Rejection | None:
@@ -135,7 +147,7 @@ def decode(
     if duplicate is not None:
         return Rejection(RejectionKind.INVALID_JSON, duplicate)
     try:
-        event = adapter.validate_json(value)
+        event = adapter.validate_json(value, context={RAW_MESSAGE_BOUNDED: _raw_bounded(value)})
     except ValidationError as error:
         return _reject_validation(error, value)
     except (RecursionError, ValueError) as error:

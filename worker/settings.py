@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 PROVIDER_SYNC_TOPIC = "model-registry.provider-sync.v1"
 ADMIN_TOPIC = "model-registry.admin.v1"
@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql://localhost:5432/postgres",
         description="libpq connection string or URL of the registry database.",
+        repr=False,  # it may carry a password
     )
     kafka_bootstrap_servers: str = Field(
         "localhost:9092", description="Comma-separated host:port list of Kafka brokers."
@@ -106,6 +107,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
+    except SettingsError as error:
+        # e.g. MODELREG_ADMIN_KEYS that is not JSON; the cause names the variable, not its value.
+        raise ConfigError(f"invalid configuration: {error}") from None
 
 
 @lru_cache(maxsize=1)

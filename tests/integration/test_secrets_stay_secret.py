@@ -152,11 +152,6 @@ def test_sasl_password_and_admin_keys_are_masked_in_settings() -> None:
     assert_no_secret(settings.model_dump_json(exclude={"database_url"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Settings.database_url is a plain str, so repr(settings) shows the password;"
-    " fix: Field(repr=False) on database_url (or render it via describe_conninfo)",
-)
 def test_the_database_password_is_masked_in_the_repr_of_settings() -> None:
     settings = _settings()
     assert_no_secret(repr(settings))
