@@ -110,16 +110,23 @@ ON CONFLICT DO NOTHING
 RETURNING event_id
 """
 
-LOAD_MODELS = """
+#: A model with its sync bookkeeping, in the column order of :func:`state_from_row`.
+SELECT_MODEL_STATE = """
 SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
        s.last_synced_at, coalesce(s.withdrawn, false)
-FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
+FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id"""
+
+LOAD_MODELS = (
+    SELECT_MODEL_STATE
+    + """
 WHERE m.id IN (SELECT jsonb_array_elements_text(%s::jsonb))
 ORDER BY m.id
 FOR UPDATE OF m
 """
+)
 
-LOAD_REPLACEMENT_CHAINS = """
+LOAD_REPLACEMENT_CHAINS = (
+    """
 WITH RECURSIVE chain(id, depth) AS (
     SELECT unnest(%s::text[]), 0
     UNION
@@ -127,11 +134,12 @@ WITH RECURSIVE chain(id, depth) AS (
     FROM chain c JOIN models m ON m.id = c.id
     WHERE c.depth < 100 AND m.meta ? 'legacyReplacementModelId'
 )
-SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
-       s.last_synced_at, coalesce(s.withdrawn, false)
-FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
+"""
+    + SELECT_MODEL_STATE
+    + """
 WHERE m.id IN (SELECT id FROM chain)
 """
+)
 
 LOAD_REFERRERS = """
 SELECT m.meta->>'legacyReplacementModelId', m.id
@@ -178,7 +186,7 @@ ON CONFLICT (dedup_key) DO NOTHING
 """
 
 
-def _state(row: tuple[Any, ...]) -> ModelState:
+def state_from_row(row: Sequence[Any]) -> ModelState:
     mid, name, provider, meta, available, legacy, archived, synced_at, withdrawn = row
     return ModelState(
         id=mid,
@@ -279,7 +287,7 @@ async def _load(
 ) -> tuple[dict[str, ModelState], dict[str, set[str]]]:
     targets = sorted({e.data.id for e in events})
     await cur.execute(LOAD_MODELS, (_dumps(targets),))
-    loaded = {row[0]: _state(row) for row in await cur.fetchall()}
+    loaded = {row[0]: state_from_row(row) for row in await cur.fetchall()}
     replacements = sorted(
         {
             e.data.replacement_model_id
@@ -290,7 +298,7 @@ async def _load(
     if replacements:
         await cur.execute(LOAD_REPLACEMENT_CHAINS, (replacements,))
         for row in await cur.fetchall():
-            loaded.setdefault(row[0], _state(row))
+            loaded.setdefault(row[0], state_from_row(row))
     referrers: dict[str, set[str]] = {}
     archived = sorted({e.data.id for e in events if e.type == "model.archive"})
     if archived:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,12 @@ from contracts.events import sunset_causation_id
 from contracts.meta import sunset_of
 from worker.domain.model import ModelState
 from worker.domain.rules import lifecycle_changes
-from worker.persistence.registry import OutboxRow, write_outbox
+from worker.persistence.registry import (
+    SELECT_MODEL_STATE,
+    OutboxRow,
+    state_from_row,
+    write_outbox,
+)
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger("modelreg.sunset")
@@ -45,14 +50,14 @@ WHERE is_legacy AND NOT is_archived AND meta ? 'sunsetDate'
 ORDER BY id
 """
 
-_LOCK_DUE = """
-SELECT m.id, m.name, m.provider, m.meta, m.is_available, m.is_legacy, m.is_archived,
-       s.last_synced_at, coalesce(s.withdrawn, false)
-FROM models m LEFT JOIN model_sync_state s ON s.model_id = m.id
+_LOCK_DUE = (
+    SELECT_MODEL_STATE
+    + """
 WHERE m.id = ANY(%s::text[]) AND m.is_legacy AND NOT m.is_archived
 ORDER BY m.id
 FOR UPDATE OF m SKIP LOCKED
 """
+)
 
 _ALREADY_SUNSET = """
 SELECT event_id FROM processed_events WHERE event_id = ANY(%s::uuid[])
@@ -94,21 +99,6 @@ def _due_sunset(raw: str | None, now: datetime) -> datetime | None:
     if sunset.tzinfo is None:
         sunset = sunset.replace(tzinfo=UTC)
     return sunset if sunset <= now else None
-
-
-def _state(row: Sequence[Any]) -> ModelState:
-    mid, name, provider, meta, available, legacy, archived, synced_at, withdrawn = row
-    return ModelState(
-        id=mid,
-        name=name,
-        provider=provider,
-        meta=meta,
-        is_available=available,
-        is_legacy=legacy,
-        is_archived=archived,
-        last_synced_at=synced_at,
-        withdrawn=withdrawn,
-    )
 
 
 class _Referrers:
@@ -159,7 +149,7 @@ async def archive_sunset_models(
         befores: dict[str, ModelState] = {}
         sunsets: dict[str, datetime] = {}
         for row in await cur.fetchall():
-            state = _state(row)
+            state = state_from_row(row)
             # Re-read under the lock: the sunset may have been moved since the unlocked read.
             sunset = _due_sunset(state.meta.get("sunsetDate"), now)
             if sunset is not None:
