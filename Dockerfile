@@ -16,5 +16,11 @@ COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin modelreg
 USER 10001:10001
+# /healthz, /readyz and /metrics (Prometheus) of `modelreg worker`.
+ENV MODELREG_HTTP_PORT=8080
+EXPOSE 8080
+# Liveness: the worker's event loop answers /healthz (the slim image has no curl).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MODELREG_HTTP_PORT', '8080') + '/healthz', timeout=4)"]
 ENTRYPOINT ["modelreg"]
 CMD ["worker"]

@@ -3,7 +3,9 @@
 Starts an embedded PostgreSQL and an embedded Kafka-compatible broker (Tansu) in a local data
 folder, migrates, runs the worker, publishes a small real catalog and a few admin actions, and
 prints the registry and the lifecycle events the worker published. Everything it started is
-stopped on exit, Ctrl-C included.
+stopped on exit, Ctrl-C included. With ``keep_running`` it then stays up (worker, broker,
+database, HTTP endpoints) until Ctrl-C, and prints the environment a second shell needs to run
+``modelreg sync``, ``models`` or ``doctor`` against it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +46,7 @@ log = logging.getLogger("modelreg.demo")
 
 
 @contextlib.contextmanager
-def demo_services(data_dir: Path) -> Iterator[Settings]:
+def demo_services(data_dir: Path, http_port: int | None = None) -> Iterator[Settings]:
     """Embedded PostgreSQL + Tansu, and settings pointing at them (idempotence off for Tansu)."""
     with embedded_postgres(data_dir / "postgres") as server, tansu_broker() as bootstrap:
         yield load_settings(
@@ -52,7 +56,30 @@ def demo_services(data_dir: Path) -> Iterator[Settings]:
             migrate_on_start=False,
             outbox_poll_interval_s=0.2,
             log_level="WARNING",
+            http_port=http_port,
         )
+
+
+def client_environment(settings: Settings) -> dict[str, str]:
+    """What another shell exports to use the demo's services with ``modelreg``."""
+    return {
+        "MODELREG_DATABASE_URL": settings.database_url,
+        "MODELREG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MODELREG_KAFKA_IDEMPOTENT_PRODUCER": "false",
+    }
+
+
+async def wait_for_stop_signal() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM: a clean end of ``--keep-running``, not an error."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def fresh_database(server: str, name: str) -> str:
@@ -145,7 +172,9 @@ def print_registry(rows: list[tuple[Any, ...]]) -> None:
             typer.echo("  ".join("-" * width for width in widths))
 
 
-async def run(settings: Settings, catalog_path: Path = DEMO_CATALOG) -> None:
+async def run(
+    settings: Settings, catalog_path: Path = DEMO_CATALOG, *, keep_running: bool = False
+) -> None:
     catalog = load_catalog(catalog_path)
     models = list(catalog.models)
     await asyncio.to_thread(migrate, settings.database_url)
@@ -183,18 +212,31 @@ async def run(settings: Settings, catalog_path: Path = DEMO_CATALOG) -> None:
         for event in events:
             extra = f" -> {event['replacementModelId']}" if event.get("replacementModelId") else ""
             typer.echo(f"  {event['type']:<28} {event['modelId']}{extra}  state={event['state']}")
+        if keep_running:
+            await keep_serving(settings, worker.http_port)
     finally:
         worker.app.exit()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, settings.shutdown_timeout_s)
 
 
-def main(data_dir: Path) -> None:
+async def keep_serving(settings: Settings, http_port: int | None) -> None:
+    typer.echo("\nthe worker keeps running; in another shell:\n")
+    for name, value in client_environment(settings).items():
+        typer.echo(f"  export {name}={shlex.quote(value)}")
+    typer.echo("\n  modelreg models list\n  modelreg doctor")
+    if http_port is not None:
+        typer.echo(f"  curl -s http://127.0.0.1:{http_port}/metrics")
+    typer.echo("\nCtrl-C stops everything.", nl=True)
+    await wait_for_stop_signal()
+
+
+def main(data_dir: Path, *, keep_running: bool = False, http_port: int | None = None) -> None:
     for noisy in ("faststream", "aiokafka", "modelreg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with demo_services(data_dir) as settings:
+    with demo_services(data_dir, http_port) as settings:
         typer.echo(
             f"PostgreSQL and Kafka-compatible broker up ({settings.kafka_bootstrap_servers})"
         )
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, keep_running=keep_running))
     typer.echo("\nstopped the worker, the broker and PostgreSQL")

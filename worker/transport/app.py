@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from worker.decoding import Record
+from worker.observability.http import HealthServer
+from worker.observability.logs import log_batch
+from worker.observability.metrics import WorkerMetrics
 from worker.persistence.db import DatabaseUnavailable, describe_conninfo, make_pool
 from worker.persistence.errors import (
     Backoff,
@@ -39,6 +43,7 @@ from worker.persistence.errors import (
     safe_reason,
 )
 from worker.persistence.migrate import migrate
+from worker.persistence.outbox import backlog
 from worker.persistence.registry import BatchReport, apply_batch
 from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
@@ -140,6 +145,8 @@ class BatchProcessor:
         self.stopping = asyncio.Event()
         self.database = OutageLog(log, "database")
         self.applied_batches = 0
+        #: Set by the Worker; None when the processor runs alone (unit tests).
+        self.metrics: WorkerMetrics | None = None
         self._password = conninfo_password(settings.database_url)
 
     async def _attempt(self, records: Sequence[Record]) -> BatchReport:
@@ -157,9 +164,12 @@ class BatchProcessor:
         """
         backoff = Backoff(self.settings.retry_max_backoff_s)
         while True:
+            started = time.perf_counter()
             try:
                 report = await self._attempt(records)
             except Exception as error:
+                if self.metrics is not None:
+                    self.metrics.record_retry()
                 if is_transient(error):
                     self.database.failed(safe_reason(error, self._password))
                 else:
@@ -175,7 +185,10 @@ class BatchProcessor:
                 continue
             self.database.recovered()
             self.applied_batches += 1
-            log.debug("applied a batch of %d records: %s", len(records), dict(report.outcomes))
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record_batch(report, len(records), elapsed)
+            log_batch(log, report, len(records), elapsed)
             return True
 
 
@@ -197,6 +210,13 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.processor = processor or BatchProcessor(settings, apply)
+        self.metrics = WorkerMetrics()
+        self.processor.metrics = self.metrics
+        self.http: HealthServer | None = None
+        if settings.http_port is not None:
+            self.http = HealthServer(
+                settings.http_port, readiness=self.readiness, metrics=self.render_metrics
+            )
         self.commit = commit
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
@@ -209,8 +229,11 @@ class Worker:
             enable_idempotence=settings.kafka_idempotent_producer,
             graceful_timeout=settings.shutdown_timeout_s,
             client_id="model-registry",
-            # FastStream's per-message access log ("Received"/"Processed") at debug level.
+            # FastStream's per-message access log ("Received"/"Processed") at debug level,
+            # through our logger: its own would print colored text to stdout, bypassing the
+            # configured format (MODELREG_LOG_FORMAT=json).
             log_level=logging.DEBUG,
+            logger=logging.getLogger("modelreg.broker"),
             # Topics are provisioned with their partition counts by ops (or ensure_topics);
             # a worker must not create them with broker defaults.
             allow_auto_create_topics=False,
@@ -241,9 +264,26 @@ class Worker:
         raw: RawBatch = message.raw_message
         if await self.processor.process(to_records(raw)):
             await self.commit(self.subscriber.consumer, raw)
+            self.metrics.record_committed(r.timestamp for r in raw)
         # else: stopping - nothing is committed, the next owner of the partitions re-reads it.
 
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP endpoints listen on (the bound one when 0 was configured)."""
+        return self.http.port if self.http is not None else None
+
     async def startup(self) -> None:
+        # Liveness answers while the worker migrates and connects; readiness waits for those.
+        if self.http is not None:
+            await self.http.start()
+        try:
+            await self._startup()
+        except BaseException:
+            if self.http is not None:
+                await self.http.stop()
+            raise
+
+    async def _startup(self) -> None:
         settings = self.settings
         if settings.migrate_on_start:
             applied = await asyncio.to_thread(migrate, settings.database_url)
@@ -297,7 +337,53 @@ class Worker:
         if self.relay is not None:
             await self.relay.flush(timeout=min(10.0, self.settings.shutdown_timeout_s))
 
+    async def readiness(self) -> list[str]:
+        """Why the worker cannot do its job right now: database, broker, partitions."""
+        problems: list[str] = []
+        pool = self.processor.pool
+        if pool is None:
+            problems.append("database pool not open")
+        else:
+            try:
+                async with pool.connection(timeout=2.0) as conn:
+                    await conn.execute("SELECT 1")
+            except Exception as error:
+                problems.append(
+                    f"database: {safe_reason(error, conninfo_password(self.settings.database_url))}"
+                )
+        consumer = self.subscriber.consumer
+        if consumer is None:
+            problems.append("consumer not started")
+        elif not consumer.assignment():
+            problems.append("no partitions assigned")
+        return problems
+
+    async def refresh_gauges(self) -> None:
+        """Outbox backlog and consumer lag, read at scrape time (so they are never stale)."""
+        pool = self.processor.pool
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0), pool.connection(timeout=2.0) as conn:
+                    self.metrics.outbox_backlog.set(await backlog(conn))
+        consumer = self.subscriber.consumer
+        if consumer is not None:
+            lags: list[tuple[str, int, int]] = []
+            for tp in sorted(consumer.assignment()):
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue  # nothing fetched from this partition yet
+                with contextlib.suppress(Exception):
+                    position = await asyncio.wait_for(consumer.position(tp), 1.0)
+                    lags.append((tp.topic, tp.partition, max(0, highwater - position)))
+            self.metrics.set_lag(lags)
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        await self.refresh_gauges()
+        return self.metrics.render(), self.metrics.content_type
+
     async def cleanup(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None

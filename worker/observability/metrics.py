@@ -1,0 +1,128 @@
+"""Prometheus metrics of one worker.
+
+Each worker owns its own ``CollectorRegistry`` (not prometheus_client's global one), so several
+workers in one process (the tests, the demo) neither collide nor share counts.
+
+Latency is measured two ways, because they answer different questions:
+
+* ``modelreg_event_latency_seconds``: from the Kafka record's timestamp (set by the publisher,
+  ``CreateTime``) to the commit of the batch's offsets - what a publisher waits until its event is
+  in the registry, queueing included. Publisher clock skew can make it slightly off; negative
+  values are clamped to zero.
+* ``modelreg_batch_apply_seconds``: the duration of the successful ``apply_batch`` transaction
+  alone - the worker's own cost, independent of lag.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from worker.persistence.registry import BatchReport
+
+#: The outcome label of an event the worker dead-lettered (``rejected`` in the BatchReport).
+DEAD_LETTERED: Final = "dead_lettered"
+OUTCOME_LABELS: Final = {"rejected": DEAD_LETTERED}
+#: Type label of a record that could not even be decoded into an event.
+UNDECODABLE_TYPE: Final = "unknown"
+
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+BATCH_SIZE_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class WorkerMetrics:
+    """The worker's metrics; the transport layer calls the ``record_*`` methods."""
+
+    content_type: Final = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(
+            "modelreg_events",
+            "Inbound events processed, by topic, event type and outcome"
+            " (applied, duplicate, stale, dead_lettered).",
+            ["topic", "type", "outcome"],
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            "modelreg_event_latency_seconds",
+            "From the Kafka record timestamp to the commit of its batch (publish-to-commit).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_apply = Histogram(
+            "modelreg_batch_apply_seconds",
+            "Duration of one successful apply_batch transaction.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "modelreg_batch_size",
+            "Records per consumed batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "modelreg_outbox_backlog",
+            "Outbox rows waiting to be published (refreshed on every scrape).",
+            registry=r,
+        )
+        self.database_retries = Counter(
+            "modelreg_database_retries",
+            "Failed attempts to apply a batch that were retried (database outages, conflicts).",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "modelreg_consumer_lag",
+            "Records behind the end of each assigned input partition (refreshed on every scrape).",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def record_batch(self, report: BatchReport, records: int, seconds: float) -> None:
+        """Count the outcomes of one applied batch."""
+        self.batch_size.observe(records)
+        self.batch_apply.observe(seconds)
+        for (topic, event_type, outcome), count in report.outcomes.items():
+            self.events.labels(
+                topic=topic,
+                type=UNDECODABLE_TYPE if event_type == "?" else event_type,
+                outcome=OUTCOME_LABELS.get(str(outcome), str(outcome)),
+            ).inc(count)
+
+    def record_committed(
+        self, timestamps_ms: Iterable[int | None], now: float | None = None
+    ) -> None:
+        """Publish-to-commit latency of every record of a committed batch."""
+        now_ms = (time.time() if now is None else now) * 1000
+        for ts in timestamps_ms:
+            if ts is not None and ts > 0:
+                self.event_latency.observe(max(0.0, (now_ms - ts) / 1000))
+
+    def record_retry(self) -> None:
+        self.database_retries.inc()
+
+    def set_lag(self, lags: Sequence[tuple[str, int, int]]) -> None:
+        """Replace the lag of every partition: ``(topic, partition, lag)``; revoked ones vanish."""
+        self.consumer_lag.clear()
+        for topic, partition, lag in lags:
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: Any) -> float:
+        """A sample's current value (0 if absent); for tests and the demo."""
+        found = self.registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
+        return float(found or 0.0)
