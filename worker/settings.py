@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     kafka_idempotent_producer: bool = Field(
         True, description="Enable the idempotent producer (brokers without InitProducerId: off)."
     )
+    kafka_session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="How long the group waits for a silent worker before reassigning it.",
+    )
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None

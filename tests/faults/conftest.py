@@ -214,6 +214,9 @@ def fault_settings(
         "retry_max_backoff_s": 1.0,
         "outbox_poll_interval_s": 0.5,
         "shutdown_timeout_s": 15,
+        # A killed worker's partitions move on after one session timeout: keep it short.
+        "kafka_session_timeout_ms": 6_000,
+        "kafka_heartbeat_interval_ms": 1_000,
         "migrate_on_start": False,
         "log_level": "INFO",
     }

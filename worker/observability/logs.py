@@ -58,6 +58,9 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     # aiokafka logs every coordinator hiccup at INFO/WARNING; ours already says what matters.
     if settings.log_level != "DEBUG":
         logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+        # The pool warns on every reconnect attempt during an outage; the worker's own outage
+        # log already says it once when it starts and once when it ends.
+        logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, root.level))
 
 
 def log_batch(logger: logging.Logger, report: Any, records: int, seconds: float) -> None:

@@ -246,6 +246,8 @@ class Worker:
             ack_policy=AckPolicy.MANUAL,
             max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             parser=parse_raw_batch,
             decoder=decode_raw_batch,
         )
