@@ -95,3 +95,85 @@ def test_the_commit_covers_exactly_the_batch_per_partition() -> None:
 def test_records_keep_the_raw_bytes_and_headers() -> None:
     (converted,) = to_records((record("a", 2, 3),))
     assert converted == Record("a", 2, 3, b"k", b"v", (("h", b"\xff"),))
+
+
+class GatedProcessor(BatchProcessor):
+    """Applies batches only when the test opens the gate, and remembers their order."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.gate = asyncio.Event()
+        self.applied: list[int] = []
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        await self.gate.wait()
+        self.applied.append(records[0].offset)
+        return BatchReport()
+
+
+class FakeMessage:
+    def __init__(self, *raw: ConsumerRecord[Any, Any]) -> None:
+        self.raw_message = raw
+
+
+def pipelined_worker(settings: Settings) -> tuple[Any, GatedProcessor, list[int]]:
+    from worker.transport.app import Worker
+
+    processor = GatedProcessor(settings)
+    committed: list[int] = []
+
+    async def commit(_consumer: Any, raw: Any) -> None:
+        committed.append(raw[-1].offset)
+
+    return Worker(settings, processor=processor, commit=commit), processor, committed
+
+
+async def test_the_next_batch_reaches_the_database_only_after_the_previous_one_committed(
+    settings: Settings,
+) -> None:
+    worker, processor, committed = pipelined_worker(settings)
+    topic = settings.provider_sync_topic
+    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))  # in flight, gate closed
+    second = asyncio.create_task(worker.handle_batch(FakeMessage(record(topic, 0, 1))))
+    await asyncio.sleep(0.05)
+    assert processor.applied == [] and committed == [] and not second.done()
+
+    processor.gate.set()
+    await second
+    assert await worker.wait_in_flight()
+    assert processor.applied == [0, 1]
+    assert committed == [0, 1]
+
+
+class DownProcessor(BatchProcessor):
+    """The database never answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.attempted: set[int] = set()
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        self.attempted.add(records[0].offset)
+        raise psycopg.OperationalError("connection refused")
+
+
+async def test_nothing_after_a_batch_that_was_not_applied_is_applied_or_committed(
+    settings: Settings,
+) -> None:
+    from worker.transport.app import Worker
+
+    processor = DownProcessor(settings)
+    committed: list[Any] = []
+
+    async def commit(_consumer: Any, raw: Any) -> None:
+        committed.append(raw)
+
+    worker = Worker(settings, processor=processor, commit=commit)
+    topic = settings.provider_sync_topic
+    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))  # retrying in the background
+    await asyncio.sleep(0.05)
+    processor.stopping.set()  # the worker stops while the database is still away
+
+    await worker.handle_batch(FakeMessage(record(topic, 0, 1)))
+    assert processor.attempted == {0}
+    assert committed == []

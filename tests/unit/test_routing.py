@@ -76,6 +76,7 @@ async def test_a_message_on_an_input_topic_reaches_the_handler_as_a_record(
     app_worker, processor, committed = worker
     async with TestKafkaBroker(app_worker.broker) as broker:
         await broker.publish(b'{"not": "checked here"}', topic=topic, key=b"model-1")
+        assert await app_worker.wait_in_flight()
 
     assert len(processor.batches) == 1
     (record,) = processor.batches[0]
@@ -94,6 +95,7 @@ async def test_bytes_faststream_could_not_decode_still_reach_the_handler(worker:
             key=b"k",
             headers={"content-type": "application/json"},
         )
+        assert await app_worker.wait_in_flight()
     assert [r.value for r in processor.batches[0]] == [b"\xff\xfe not utf-8"]
 
 

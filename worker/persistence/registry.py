@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -272,6 +272,28 @@ async def write_outbox(cur: psycopg.AsyncCursor[Any], rows: Sequence[OutboxRow])
 Decoded = tuple[Record, InboundEvent | Rejection]
 
 
+class PreparedBatch(Sequence[Record]):
+    """Records already decoded, so decoding can run while the previous batch is in the database."""
+
+    def __init__(self, records: Sequence[Record], decoded: list[Decoded]) -> None:
+        self.records = records
+        self.decoded = decoded
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | Sequence[Record]:
+        return self.records[index]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def prepare_batch(records: Sequence[Record], settings: Settings) -> PreparedBatch:
+    return PreparedBatch(records, decode_records(records, settings))
+
+
 def decode_records(records: Sequence[Record], settings: Settings) -> list[Decoded]:
     keys = {k: v.get_secret_value().encode() for k, v in settings.admin_keys.items()}
     decoded: list[Decoded] = []
@@ -449,4 +471,6 @@ async def apply_batch(
     """Apply records in order; raises only on database trouble (to be retried by the caller)."""
     if not records:
         return BatchReport()
+    if isinstance(records, PreparedBatch):
+        return await _apply_isolating(conn, records.decoded, settings)
     return await _apply_isolating(conn, decode_records(records, settings), settings)

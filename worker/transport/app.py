@@ -44,7 +44,7 @@ from worker.persistence.errors import (
 )
 from worker.persistence.migrate import migrate
 from worker.persistence.outbox import backlog
-from worker.persistence.registry import BatchReport, apply_batch
+from worker.persistence.registry import BatchReport, apply_batch, prepare_batch
 from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
 from worker.transport.clients import client_options, kafka_security
@@ -222,6 +222,8 @@ class Worker:
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._sunset_task: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[bool] | None = None
+        self._broken = False
         self._sunset_stop = asyncio.Event()
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
@@ -262,12 +264,45 @@ class Worker:
         )
 
     async def handle_batch(self, message: KafkaMessage) -> None:
-        """Apply, then commit exactly this batch; never return early past a failed batch."""
+        """Decode this batch while the previous one is in the database, then hand it over.
+
+        Batches still reach the database one at a time and in order, and each batch's offsets
+        are committed only after it is applied: this batch is started only once the previous
+        one is applied and committed, and not at all if the previous one was not.
+        """
         raw: RawBatch = message.raw_message
-        if await self.processor.process(to_records(raw)):
-            await self.commit(self.subscriber.consumer, raw)
-            self.metrics.record_committed(r.timestamp for r in raw)
-        # else: stopping - nothing is committed, the next owner of the partitions re-reads it.
+        # Decoding is pure CPU: in a thread it overlaps the previous batch's database round trips.
+        prepared = asyncio.create_task(
+            asyncio.to_thread(prepare_batch, to_records(raw), self.settings)
+        )
+        if not await self.wait_in_flight():
+            prepared.cancel()
+            return  # stopping or broken: nothing after an unapplied batch is applied or committed
+        self._in_flight = asyncio.create_task(
+            self._apply_and_commit(raw, await prepared), name="apply-batch"
+        )
+
+    async def wait_in_flight(self) -> bool:
+        """True when no batch is in flight or the one in flight was applied and committed."""
+        task, self._in_flight = self._in_flight, None
+        if task is None:
+            return not self._broken
+        try:
+            applied = await task
+        except Exception:
+            log.exception("a batch failed outside the database retry loop; stopping the worker")
+            applied = False
+            self._broken = True
+            self.processor.stopping.set()
+            self.app.exit()
+        return applied and not self._broken
+
+    async def _apply_and_commit(self, raw: RawBatch, batch: Sequence[Record]) -> bool:
+        if not await self.processor.process(batch):
+            return False  # stopping: nothing is committed, the partitions' next owner re-reads it
+        await self.commit(self.subscriber.consumer, raw)
+        self.metrics.record_committed(r.timestamp for r in raw)
+        return True
 
     @property
     def http_port(self) -> int | None:
@@ -331,6 +366,8 @@ class Worker:
         """Finish the batch in hand, then publish what it queued, before the broker closes."""
         self.processor.stopping.set()
         await self.subscriber.stop()  # waits up to graceful_timeout for the running handler
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_in_flight(), self.settings.shutdown_timeout_s)
         self._sunset_stop.set()
         await stop_task(self._sunset_task, grace=5.0)
         if self.relay is not None:
