@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from contracts import jsoncodec
+
 MAX_META_BYTES: Final = 64 * 1024
 MAX_META_DEPTH: Final = 16
 MAX_CAPABILITIES: Final = 64
@@ -56,25 +58,35 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of containers; only containers are visited, so this stays cheap."""
+_INF = float("inf")
+
+
+def _shape(value: Any, limit: int) -> tuple[int, bool]:
+    """(nesting depth, all floats finite), level by level; stops once deeper than ``limit``."""
     depth = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        depth = max(depth, level)
+    finite = True
+    level = [value]
+    while level:
+        depth += 1
         if depth > limit:
-            return depth
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
-    return depth
+            break
+        deeper = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+                elif kind is float and (child != child or child in (_INF, -_INF)):
+                    finite = False
+        level = deeper
+    return depth, finite
 
 
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 #: Validation context key set by decoders that already bounded the whole raw message (small,
-#: no escaped NUL, no number that overflows to infinity): then only the depth is left to check.
+#: no escaped NUL): then only depth and finiteness are left to check, in one cheap pass.
 RAW_MESSAGE_BOUNDED: Final = "raw_message_bounded"
 
 
@@ -84,8 +96,11 @@ def check_json_value(value: Any, *, what: str = "meta", raw_bounded: bool = Fals
     One C-speed serialization answers three of the four questions: NaN/Infinity make it fail,
     the size is its length, and a NUL shows up as an escaped ``\\u0000``.
     """
-    if _depth(value, MAX_META_DEPTH) > MAX_META_DEPTH:
+    depth, finite = _shape(value, MAX_META_DEPTH)
+    if depth > MAX_META_DEPTH:
         raise ValueError(f"{what} is nested deeper than {MAX_META_DEPTH} levels")
+    if not finite:
+        raise ValueError(f"{what} contains a non-finite number (NaN or Infinity)")
     if raw_bounded:
         return
     try:
@@ -241,7 +256,7 @@ def merge_valid_meta(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict
     merged = {**base, **update}
     problem = cross_field_problem(merged)
     if problem is None:
-        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(jsoncodec.dumps(merged))
         if size > MAX_META_BYTES:
             problem = f"meta is {size} bytes serialized; the limit is {MAX_META_BYTES}"
     if problem is not None:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         description="How long the group waits for a silent worker before reassigning it.",
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=1, description="Longest a fetch waits on the broker for new records."
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
     lifecycle_topic: str = LIFECYCLE_TOPIC
     dead_letter_topic: str = DEAD_LETTER_TOPIC
 
-    batch_max_records: int = Field(500, ge=1, le=100_000)
+    batch_max_records: int = Field(1000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(50, ge=1, le=60_000)
     shutdown_timeout_s: float = Field(30.0, gt=0)
     retry_max_backoff_s: float = Field(10.0, gt=0)

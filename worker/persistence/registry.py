@@ -13,7 +13,6 @@ dead-lettered alone, so one poison event never sinks the rest.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contracts.events import InboundEvent, MarkLegacy
+from contracts.jsoncodec import dumps_text
 from worker.decoding import Record, adapter_for, decode
 from worker.domain.model import Decision, ModelState, Outcome, Rejection, RejectionKind
 from worker.domain.rules import decide
@@ -202,7 +202,7 @@ def state_from_row(row: Sequence[Any]) -> ModelState:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dumps_text(value)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -250,6 +250,7 @@ class Worker:
             batch_timeout_ms=settings.batch_timeout_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             parser=parse_raw_batch,
             decoder=decode_raw_batch,
         )
