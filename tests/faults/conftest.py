@@ -31,9 +31,6 @@ import psycopg
 import pytest
 
 from tests.support.events import Message, OutputRecord, RawPublisher, read_topic
-from worker.decoding import Record, adapter_for, decode
-from worker.domain.model import ModelState, Outcome, Rejection
-from worker.domain.rules import decide
 from worker.settings import Settings, load_settings
 from worker.transport.topics import ensure_topics
 
@@ -243,68 +240,6 @@ async def faults(
 
 
 # --- the expected outcome -------------------------------------------------------------------
-
-
-class MemoryRegistry:
-    def __init__(self) -> None:
-        self.models: dict[str, ModelState] = {}
-
-    def get(self, model_id: str) -> ModelState | None:
-        return self.models.get(model_id)
-
-    def legacy_referrers(self, model_id: str) -> list[str]:
-        return sorted(
-            m.id
-            for m in self.models.values()
-            if m.is_legacy and m.meta.get("legacyReplacementModelId") == model_id
-        )
-
-
-@dataclass
-class Expectation:
-    """What the worker must end with after a stream, computed by the pure rules in memory."""
-
-    models: dict[str, ModelState] = field(default_factory=dict)
-    event_ids: set[str] = field(default_factory=set)
-    lifecycle_ids: list[str] = field(default_factory=list)
-    audit_event_ids: list[str] = field(default_factory=list)
-    dead_letters: list[Message] = field(default_factory=list)
-
-    def rows(self) -> dict[str, tuple[Any, ...]]:
-        return {
-            m.id: (m.name, m.provider, m.is_available, m.is_legacy, m.is_archived, dict(m.meta))
-            for m in self.models.values()
-        }
-
-
-def expect(messages: Iterable[Message], settings: Settings) -> Expectation:
-    """Fold ``messages`` through :func:`decide` in publish order.
-
-    That is the worker's order for each model (one key, one partition); across models the order
-    may differ, so streams given here must not let one model's outcome depend on another's
-    concurrent events.
-    """
-    registry = MemoryRegistry()
-    result = Expectation(models=registry.models)
-    for message in messages:
-        topic = message.topic(settings)
-        record = Record(topic, 0, 0, message.key, message.value, message.headers)
-        decoded = decode(record, adapter_for(topic, *settings.input_topics))
-        if isinstance(decoded, Rejection):
-            result.dead_letters.append(message)
-            continue
-        event_id = str(decoded.event_id)
-        if event_id in result.event_ids:
-            continue
-        result.event_ids.add(event_id)
-        decision = decide(decoded, registry.get(decoded.data.id), registry)
-        if decision.outcome is Outcome.REJECTED:
-            result.dead_letters.append(message)
-        elif decision.outcome is Outcome.APPLIED and decision.state is not None:
-            registry.models[decision.state.id] = decision.state
-            result.lifecycle_ids.extend(str(e.event_id) for e in decision.lifecycle)
-            result.audit_event_ids.extend(str(a.event_id) for a in decision.audit)
-    return result
 
 
 def original_position(record: OutputRecord) -> tuple[str, str, str]:

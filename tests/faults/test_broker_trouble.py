@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.faults.conftest import FaultEnv, expect
+from tests.faults.conftest import FaultEnv
 from tests.support import events as ev
 from tests.support.events import Message
+from tests.support.fold import fold
 from worker.embedded import free_port
 from worker.settings import Settings
 from worker.transport.app import Worker
@@ -195,8 +196,8 @@ async def test_lifecycle_events_wait_in_the_outbox_while_the_broker_is_away(
 
         await lifecycle_broker.partition.cut()
         down = while_down()
-        expected = expect(before + down, faults.settings)
-        queued = len(expected.lifecycle_ids) - len(expect(before, faults.settings).lifecycle_ids)
+        expected = fold(before + down, faults.settings)
+        queued = len(expected.lifecycle_ids) - len(fold(before, faults.settings).lifecycle_ids)
         assert queued == len(down), "one lifecycle event per event while the broker is away"
         await faults.publish(down)
 

@@ -12,9 +12,10 @@ import random
 import time
 from collections import Counter
 
-from tests.faults.conftest import FaultEnv, WorkerProcess, expect, original_position
+from tests.faults.conftest import FaultEnv, WorkerProcess, original_position
 from tests.support import events as ev
 from tests.support.events import Message
+from tests.support.fold import fold
 
 TOTAL = 20_000
 KILLS = 5
@@ -122,7 +123,7 @@ async def test_sigkill_at_random_moments_loses_and_doubles_nothing(faults: Fault
     rng = random.Random(20_000)
     setup = setup_phase()
     stream = crash_stream(TOTAL, seed=4242)
-    expected = expect(setup + stream, faults.settings)
+    expected = fold(setup + stream, faults.settings)
     assert len(expected.dead_letters) > 300, "the stream carries plenty of invalid messages"
     assert len(expected.lifecycle_ids) > 2000, "and plenty of real lifecycle changes"
     assert len({id(m) for m in stream}) < len(stream) - 1000, "and plenty of re-sends"

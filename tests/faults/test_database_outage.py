@@ -11,9 +11,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.faults.conftest import FaultEnv, PrivatePostgres, expect, fault_settings
+from tests.faults.conftest import FaultEnv, PrivatePostgres, fault_settings
 from tests.support.events import Message
-from tests.support.fold import mixed_stream, setup_messages
+from tests.support.fold import fold, mixed_stream, setup_messages
 from worker.transport.topics import ensure_topics
 
 OUTAGE_S = 12.0
@@ -51,7 +51,7 @@ async def test_a_worker_waits_out_a_database_outage_and_recovers_by_itself(
         await env.publish(setup_messages())
         await env.wait_quiescent(len(setup_messages()))
         stream = mixed_stream(3000, seed=77, bad=0.0)
-        expected = expect(setup_messages() + stream, settings)
+        expected = fold(setup_messages() + stream, settings)
         assert expected.dead_letters == [], "nothing in this stream deserves a dead letter"
 
         publishing = asyncio.create_task(publish_paced(env, stream, seconds=30))

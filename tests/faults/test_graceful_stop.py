@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from tests.faults.conftest import FaultEnv, expect
+from tests.faults.conftest import FaultEnv
 from tests.support.events import Message
-from tests.support.fold import mixed_stream, setup_messages
+from tests.support.fold import fold, mixed_stream, setup_messages
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -30,7 +30,7 @@ async def test_sigterm_during_a_burst_exits_0_in_time_and_loses_nothing(faults: 
     await faults.publish(setup_messages())
     await faults.wait_quiescent(len(setup_messages()))
     stream = mixed_stream(5000, seed=31)
-    expected = expect(setup_messages() + stream, faults.settings)
+    expected = fold(setup_messages() + stream, faults.settings)
 
     publishing = asyncio.create_task(publish_paced(faults, stream, seconds=20))
 

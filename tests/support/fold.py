@@ -40,6 +40,7 @@ class Expected:
     lifecycle_ids: list[str] = field(default_factory=list)
     dead_letters: list[Message] = field(default_factory=list)
     event_ids: set[str] = field(default_factory=set)
+    audit_event_ids: list[str] = field(default_factory=list)
 
     def rows(self) -> dict[str, tuple[Any, ...]]:
         """Models as ``registry_rows`` returns them."""
@@ -70,6 +71,7 @@ def fold(messages: Iterable[Message], settings: Settings) -> Expected:
         elif decision.outcome is Outcome.APPLIED and decision.state is not None:
             registry.models[decision.state.id] = decision.state
             expected.lifecycle_ids.extend(str(e.event_id) for e in decision.lifecycle)
+            expected.audit_event_ids.extend(str(a.event_id) for a in decision.audit)
     return expected
 
 
