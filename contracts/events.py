@@ -30,6 +30,7 @@ from contracts.meta import (
     Text,
     Tier,
     TierRestrictionMode,
+    WireDatetime,
     check_json_value,
     normalize_meta,
 )
@@ -48,14 +49,6 @@ Reason = Annotated[Text, StringConstraints(max_length=2_000)]
 
 EARLIEST_OCCURRED_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_OCCURRED_AT: Final = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def _text_not_number(value: Any) -> Any:
-    # Lax pydantic reads a bare number as a Unix timestamp (and true as 1); the wire contract
-    # says RFC 3339 text, so a number is a publisher's mistake, not a date.
-    if isinstance(value, int | float):
-        raise ValueError("must be an RFC 3339 date-time string, not a number")
-    return value
 
 
 def _storable_instant(value: datetime) -> datetime:
@@ -80,7 +73,6 @@ def _exactly_one(value: Any) -> Any:
     return value
 
 
-WireDatetime = Annotated[AwareDatetime, BeforeValidator(_text_not_number)]
 OccurredAt = Annotated[WireDatetime, AfterValidator(_storable_instant)]
 SchemaVersion = Annotated[Literal[1], BeforeValidator(_exactly_one)]
 

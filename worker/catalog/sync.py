@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from worker.catalog.formats import CatalogModel
+from worker.persistence.db import conninfo_password, describe_conninfo, safe_reason
 from worker.publishing import DEFAULT_SYNC_SOURCE, Publisher, synced_event, withdrawn_event
 from worker.settings import Settings
 
@@ -51,18 +51,9 @@ class SyncSummary:
 
 def _describe_failure(conninfo: str, error: Exception) -> str:
     """host:port/db and libpq's first line, with the password scrubbed (this gets printed)."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        params = {}
-    where = (
-        f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
-    )
-    reason = (str(error).splitlines() or [type(error).__name__])[0]
-    password = params.get("password")
-    if password:
-        reason = reason.replace(str(password), "***")
-    return f"cannot read the registry at {where}: {reason}"
+    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+    reason = safe_reason(Exception(first_line), conninfo_password(conninfo))
+    return f"cannot read the registry at {describe_conninfo(conninfo)}: {reason}"
 
 
 def registered_ids(conninfo: str, provider: str) -> set[str]:

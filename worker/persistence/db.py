@@ -33,23 +33,29 @@ def describe_conninfo(conninfo: str) -> str:
     return f"{host}:{port}/{dbname}"
 
 
-def _safe_reason(error: BaseException, conninfo: str) -> str:
-    """libpq's message on one line, with the password scrubbed in case it ever appears in it."""
-    reason = " ".join(str(error).split())
+def safe_reason(exc: BaseException, *secrets: str | None) -> str:
+    """The error on one line, with any of ``secrets`` (passwords) blanked out, for logs."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    for secret in secrets:
+        if secret:
+            reason = reason.replace(secret, "***")
+    return reason
+
+
+def conninfo_password(conninfo: str) -> str | None:
+    """The password inside a conninfo, so it can be scrubbed from messages that echo it."""
     try:
-        password = conninfo_to_dict(conninfo).get("password")
+        value = conninfo_to_dict(conninfo).get("password")
     except psycopg.Error:
-        password = None
-    if password:
-        reason = reason.replace(str(password), "***")
-    return reason or type(error).__name__
+        return None
+    return str(value) if value else None
 
 
 def unavailable(conninfo: str, error: BaseException) -> DatabaseUnavailable:
     """Build the standard DatabaseUnavailable for ``error`` raised while connecting."""
     return DatabaseUnavailable(
         f"cannot connect to PostgreSQL at {describe_conninfo(conninfo)}: "
-        f"{_safe_reason(error, conninfo)}"
+        f"{safe_reason(error, conninfo_password(conninfo))}"
     )
 
 

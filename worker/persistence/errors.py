@@ -19,10 +19,11 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
 )
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
-from worker.persistence.db import DatabaseUnavailable
+from worker.persistence.db import DatabaseUnavailable, conninfo_password, safe_reason
+
+__all__ = ["Backoff", "OutageLog", "conninfo_password", "is_transient", "safe_reason"]
 
 #: Conditions a retry of the same work can clear: the server went away, a concurrent
 #: transaction won, or a lock/connection could not be had in time.
@@ -67,24 +68,6 @@ def is_transient(exc: BaseException) -> bool:
             return True
         current = current.__cause__
     return False
-
-
-def safe_reason(exc: BaseException, *secrets: str | None) -> str:
-    """The error on one line, with any of ``secrets`` (passwords) blanked out, for logs."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    for secret in secrets:
-        if secret:
-            reason = reason.replace(secret, "***")
-    return reason
-
-
-def conninfo_password(conninfo: str) -> str | None:
-    """The password inside a conninfo, so it can be scrubbed from messages that echo it."""
-    try:
-        value = conninfo_to_dict(conninfo).get("password")
-    except psycopg.Error:
-        return None
-    return str(value) if value else None
 
 
 class Backoff:
