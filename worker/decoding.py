@@ -76,10 +76,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_STRICT_KEYS = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _has_duplicate_keys(value: bytes) -> str | None:
     """Ambiguous JSON (same key twice, escapes included) is rejected, not resolved by whim."""
     try:
-        json.loads(value, object_pairs_hook=_unique_keys)
+        # one decoder for all (json.loads would build a new one per call), on text (invalid
+        # UTF-8 is reported by the validation that follows)
+        _STRICT_KEYS.decode(value.decode("utf-8"))
     except ValueError as error:
         return str(error) if "duplicate keys" in str(error) else None
     except RecursionError:

@@ -237,3 +237,27 @@ async def test_only_meta_and_lifecycle_columns_change_on_update(conn: Any) -> No
     (created,) = await rows(conn, "SELECT name, provider, created_at FROM models")
     await apply(conn, admin("model.register", "m1", name="Renamed", provider="acme", meta={}))
     assert await rows(conn, "SELECT name, provider, created_at FROM models") == [created]
+
+
+async def test_a_large_batch_written_in_rounds_ends_where_the_rules_say(conn: Any) -> None:
+    """More events than one round of writes, each model touched in several rounds."""
+    from tests.support.fold import fold, mixed_stream, setup_messages
+    from worker.persistence.registry import WRITE_EVERY
+
+    messages = setup_messages() + mixed_stream(4 * WRITE_EVERY + 17, seed=5)
+    records = [
+        Record(m.topic(SETTINGS), 0, offset, m.key, m.value, m.headers)
+        for offset, m in enumerate(messages)
+    ]
+    report = await apply_batch(conn, records, SETTINGS)
+    expected = fold(messages, SETTINGS)
+
+    found = await rows(
+        conn, "SELECT id, name, provider, is_available, is_legacy, is_archived, meta FROM models"
+    )
+    assert {r[0]: r[1:] for r in found} == expected.rows()
+    lifecycle = await rows(
+        conn, "SELECT dedup_key FROM outbox WHERE topic = %s ORDER BY id", SETTINGS.lifecycle_topic
+    )
+    assert [key for (key,) in lifecycle] == [f"lifecycle:{i}" for i in expected.lifecycle_ids]
+    assert report.outbox_rows == len(expected.lifecycle_ids) + len(expected.dead_letters)

@@ -14,7 +14,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from worker.decoding import Record
 from worker.persistence.registry import BatchReport
 from worker.settings import Settings, load_settings
-from worker.transport.app import BatchProcessor, batch_offsets, to_records
+from worker.transport.app import BatchProcessor, batch_offsets
+from worker.transport.pipeline import to_records
 
 
 class ScriptedProcessor(BatchProcessor):
@@ -104,10 +105,12 @@ class GatedProcessor(BatchProcessor):
         super().__init__(settings)
         self.gate = asyncio.Event()
         self.applied: list[int] = []
+        self.sizes: list[int] = []
 
     async def _attempt(self, records: Sequence[Record]) -> BatchReport:
         await self.gate.wait()
         self.applied.append(records[0].offset)
+        self.sizes.append(len(records))
         return BatchReport()
 
 
@@ -133,16 +136,49 @@ async def test_the_next_batch_reaches_the_database_only_after_the_previous_one_c
 ) -> None:
     worker, processor, committed = pipelined_worker(settings)
     topic = settings.provider_sync_topic
-    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))  # in flight, gate closed
-    second = asyncio.create_task(worker.handle_batch(FakeMessage(record(topic, 0, 1))))
+    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
+    await asyncio.sleep(0.05)  # in the database, gate closed
+    await worker.handle_batch(FakeMessage(record(topic, 0, 1)))  # returns: fetching goes on
     await asyncio.sleep(0.05)
-    assert processor.applied == [] and committed == [] and not second.done()
+    assert processor.applied == [] and committed == []
 
     processor.gate.set()
-    await second
     assert await worker.wait_in_flight()
     assert processor.applied == [0, 1]
     assert committed == [0, 1]
+
+
+async def test_batches_fetched_while_one_is_in_the_database_go_in_together_next(
+    settings: Settings,
+) -> None:
+    worker, processor, committed = pipelined_worker(settings)
+    topic = settings.provider_sync_topic
+    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
+    await asyncio.sleep(0.05)
+    for offset in (1, 2, 3):
+        await worker.handle_batch(FakeMessage(record(topic, 0, offset)))
+
+    processor.gate.set()
+    assert await worker.wait_in_flight()
+    assert processor.applied == [0, 1] and processor.sizes == [1, 3]
+    assert committed == [0, 3], "one commit per transaction, covering all of it"
+
+
+async def test_fetching_waits_while_a_full_batch_is_already_waiting(settings: Settings) -> None:
+    small = settings.model_copy(update={"batch_max_records": 2})
+    worker, processor, _ = pipelined_worker(small)
+    topic = settings.provider_sync_topic
+    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
+    await asyncio.sleep(0.05)  # in the database
+    await worker.handle_batch(FakeMessage(record(topic, 0, 1), record(topic, 0, 2)))
+    third = asyncio.create_task(worker.handle_batch(FakeMessage(record(topic, 0, 3))))
+    await asyncio.sleep(0.05)
+    assert not third.done(), "a full batch waits: the consumer stops fetching"
+
+    processor.gate.set()
+    await third
+    assert await worker.wait_in_flight()
+    assert processor.sizes == [1, 2, 1]
 
 
 class DownProcessor(BatchProcessor):

@@ -10,7 +10,10 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+
+from contracts import jsoncodec
 
 
 class DatabaseUnavailable(Exception):
@@ -79,4 +82,10 @@ def make_pool(conninfo: str, min_size: int = 1, max_size: int = 4) -> AsyncConne
         max_size=max_size,
         open=False,
         kwargs={"connect_timeout": 10},
+        configure=_configure,
     )
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Reading jsonb (every loaded model's meta) is a hot path: parse it with orjson.
+    set_json_loads(jsoncodec.loads, conn)

@@ -17,7 +17,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final, overload
 
 import psycopg
@@ -31,6 +30,8 @@ from worker.domain.rules import decide
 from worker.settings import Settings
 
 OUTBOX_CHANNEL: Final = "modelreg_outbox"
+#: Events folded between two rounds of writes in one transaction (pipeline mode overlaps them).
+WRITE_EVERY: Final = 250
 DEAD_LETTER_MAX_VALUE: Final = 512 * 1024
 """Larger values are truncated in the dead letter (Kafka's default message limit is 1 MB)."""
 
@@ -97,8 +98,11 @@ class BatchView:
             and state.meta.get("legacyReplacementModelId") == model_id
         )
 
-    def changed_models(self) -> list[ModelState]:
-        return [self.current[mid] for mid in sorted(self.dirty)]
+    def take_changed(self, last_touch: Mapping[str, int], upto: int) -> list[ModelState]:
+        """The changed models no event after ``upto`` touches; they are not returned again."""
+        ready = sorted(mid for mid in self.dirty if last_touch.get(mid, -1) <= upto)
+        self.dirty.difference_update(ready)
+        return [self.current[mid] for mid in ready]
 
 
 # --- SQL --------------------------------------------------------------------------------------
@@ -205,10 +209,6 @@ def _dumps(value: Any) -> str:
     return dumps_text(value)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def _safe_header(text: str) -> str:
     # jsonb cannot hold U+0000; an error message quoting bad input must still be storable.
     return text.replace("\x00", "\\u0000")
@@ -304,12 +304,17 @@ def decode_records(records: Sequence[Record], settings: Settings) -> list[Decode
     return decoded
 
 
-async def _load(
-    cur: psycopg.AsyncCursor[Any], events: Sequence[InboundEvent]
-) -> tuple[dict[str, ModelState], dict[str, set[str]]]:
-    targets = sorted({e.data.id for e in events})
-    await cur.execute(LOAD_MODELS, (_dumps(targets),))
-    loaded = {row[0]: state_from_row(row) for row in await cur.fetchall()}
+async def _read(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent]
+) -> tuple[set[uuid.UUID], dict[str, ModelState], dict[str, set[str]]]:
+    """Claim the batch's event ids and read what its rules need, in one round trip.
+
+    The models of every event are locked, duplicates' included (a replay is rare, and claiming
+    first would cost a round trip).
+    """
+    claim, models = conn.cursor(row_factory=tuple_row), conn.cursor(row_factory=tuple_row)
+    await claim.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
+    await models.execute(LOAD_MODELS, (_dumps(sorted({e.data.id for e in events})),))
     replacements = sorted(
         {
             e.data.replacement_model_id
@@ -317,26 +322,32 @@ async def _load(
             if isinstance(e, MarkLegacy) and e.data.replacement_model_id is not None
         }
     )
+    chains = conn.cursor(row_factory=tuple_row)
     if replacements:
-        await cur.execute(LOAD_REPLACEMENT_CHAINS, (replacements,))
-        for row in await cur.fetchall():
+        await chains.execute(LOAD_REPLACEMENT_CHAINS, (replacements,))
+    archived = sorted({e.data.id for e in events if e.type == "model.archive"})
+    referring = conn.cursor(row_factory=tuple_row)
+    if archived:
+        await referring.execute(LOAD_REFERRERS, (archived,))
+    claimed: set[uuid.UUID] = {row[0] for row in await claim.fetchall()}
+    loaded = {row[0]: state_from_row(row) for row in await models.fetchall()}
+    if replacements:
+        for row in await chains.fetchall():
             loaded.setdefault(row[0], state_from_row(row))
     referrers: dict[str, set[str]] = {}
-    archived = sorted({e.data.id for e in events if e.type == "model.archive"})
     if archived:
-        await cur.execute(LOAD_REFERRERS, (archived,))
-        for target, referrer in await cur.fetchall():
+        for target, referrer in await referring.fetchall():
             referrers.setdefault(target, set()).add(referrer)
-    return loaded, referrers
+    return claimed, loaded, referrers
 
 
 async def _write(
     cur: psycopg.AsyncCursor[Any],
+    changed: Sequence[ModelState],
     view: BatchView,
     decisions: Sequence[Decision],
     outbox: Sequence[OutboxRow],
 ) -> None:
-    changed = view.changed_models()
     rows = [s for s in changed if _row_changed(view.loaded.get(s.id), s)]
     if rows:
         # One JSON document for the whole batch: serialized in C and parsed by the server,
@@ -364,11 +375,7 @@ async def _write(
     if synced:
         await cur.execute(
             UPSERT_SYNC_STATE,
-            (
-                _dumps(
-                    [{"id": s.id, "at": _iso(s.last_synced_at), "w": s.withdrawn} for s in synced]
-                ),
-            ),
+            (_dumps([{"id": s.id, "at": s.last_synced_at, "w": s.withdrawn} for s in synced]),),
         )
     audit = [entry for d in decisions for entry in d.audit]
     if audit:
@@ -413,33 +420,42 @@ async def _apply_decoded(
     events = [item for _, item in decoded if not isinstance(item, Rejection)]
     outbox: list[OutboxRow] = []
     decisions: list[Decision] = []
-    async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+    # Pipeline mode: the reads go in one round trip, the writes and the commit in another.
+    async with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         claimed: set[uuid.UUID] = set()
+        loaded: dict[str, ModelState] = {}
+        referrers: dict[str, set[str]] = {}
         if events:
-            await cur.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
-            claimed = {row[0] for row in await cur.fetchall()}
-        fresh = [e for e in events if e.event_id in claimed]
-        loaded, referrers = await _load(cur, fresh) if fresh else ({}, {})
+            claimed, loaded, referrers = await _read(conn, events)
         view = BatchView(loaded, referrers)
-        for record, item in decoded:
+        last_touch = {
+            item.data.id: index
+            for index, (_, item) in enumerate(decoded)
+            if not isinstance(item, Rejection)
+        }
+        for index, (record, item) in enumerate(decoded):
             if isinstance(item, Rejection):
                 outbox.append(dead_letter(record, item, settings.dead_letter_topic))
                 report.results.append(EventResult(record.topic, "?", Outcome.REJECTED))
-                continue
-            if item.event_id not in claimed:
+            elif item.event_id not in claimed:
                 report.results.append(_result(record, item, Outcome.DUPLICATE))
-                continue
-            claimed.discard(item.event_id)  # a second copy inside the batch is a duplicate
-            decision = decide(item, view.get(item.data.id), view)
-            if decision.rejection is not None:
-                outbox.append(dead_letter(record, decision.rejection, settings.dead_letter_topic))
-            elif decision.outcome is Outcome.APPLIED and decision.state is not None:
-                view.update(decision.state)
-                outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
-                decisions.append(decision)
-            report.results.append(_result(record, item, decision.outcome))
-        await _write(cur, view, decisions, outbox)
-    report.outbox_rows = len(outbox)
+            else:
+                claimed.discard(item.event_id)  # a second copy inside the batch is a duplicate
+                decision = decide(item, view.get(item.data.id), view)
+                if decision.rejection is not None:
+                    rejection = decision.rejection
+                    outbox.append(dead_letter(record, rejection, settings.dead_letter_topic))
+                elif decision.outcome is Outcome.APPLIED and decision.state is not None:
+                    view.update(decision.state)
+                    outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
+                    decisions.append(decision)
+                report.results.append(_result(record, item, decision.outcome))
+            if (index + 1) % WRITE_EVERY == 0 or index + 1 == len(decoded):
+                # The server writes these rows while the next events are folded.
+                changed = view.take_changed(last_touch, index)
+                await _write(cur, changed, view, decisions, outbox)
+                report.outbox_rows += len(outbox)
+                decisions, outbox = [], []
     return report
 
 

@@ -3,23 +3,25 @@
 Run it with ``faststream run worker.transport.app:app`` or ``modelreg worker``.
 
 Delivery guarantee: a batch's offsets are committed only after ``apply_batch`` committed its
-effects, and the handler does not return before that, however long the database is away. So a
-later commit can never cover an earlier batch that failed (the classic pitfall of consumers that
-log an exception and move on). Replays after a crash or a rebalance are harmless: the registry
-deduplicates on ``eventId``.
+effects, batches are applied and committed strictly in the order they were fetched, and nothing
+after a batch that could not be applied is applied or committed, however long the database is
+away (see ``pipeline.py``). So a later commit can never cover an earlier batch that failed (the
+classic pitfall of consumers that log an exception and move on). Replays after a crash or a
+rebalance are harmless: the registry deduplicates on ``eventId``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -44,15 +46,15 @@ from worker.persistence.errors import (
 )
 from worker.persistence.migrate import migrate
 from worker.persistence.outbox import backlog
-from worker.persistence.registry import BatchReport, apply_batch, prepare_batch
+from worker.persistence.registry import BatchReport, apply_batch
 from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
 from worker.transport.clients import client_options, kafka_security
+from worker.transport.pipeline import BatchPipeline, RawBatch
 from worker.transport.relay import OutboxRelay, stop_task
 
 log = logging.getLogger("modelreg.worker")
 
-RawBatch = tuple[ConsumerRecord[Any, Any], ...]
 ApplyBatch = Callable[
     [psycopg.AsyncConnection[Any], Sequence[Record], Settings], Awaitable[BatchReport]
 ]
@@ -60,21 +62,6 @@ CommitBatch = Callable[[Any, RawBatch], Awaitable[None]]
 
 #: How long one attempt waits for a pooled connection; short, so shutdown is never held up long.
 POOL_CHECKOUT_TIMEOUT_S = 5.0
-
-
-def to_records(raw: RawBatch) -> list[Record]:
-    """aiokafka records to the worker's Record, bytes untouched."""
-    return [
-        Record(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=tuple((str(name), bytes(value or b"")) for name, value in r.headers or ()),
-        )
-        for r in raw
-    ]
 
 
 async def parse_raw_batch(raw: RawBatch) -> KafkaStreamMessage:
@@ -196,8 +183,8 @@ class Worker:
     """Everything one worker process runs, wired from settings; ``app`` is what FastStream runs.
 
     Startup: migrate (unless disabled), open the pool and the relay's producer, start the broker,
-    start the relay. Shutdown: stop fetching and finish the batch in hand (up to
-    ``shutdown_timeout_s``), flush the outbox once more, close everything.
+    start the relay. Shutdown: finish the batch in the database and commit its offsets (up to
+    ``shutdown_timeout_s``), stop fetching, flush the outbox once more, close everything.
     """
 
     def __init__(
@@ -222,8 +209,7 @@ class Worker:
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._sunset_task: asyncio.Task[None] | None = None
-        self._in_flight: asyncio.Task[bool] | None = None
-        self._broken = False
+        self.pipeline = BatchPipeline(settings, self.processor, self._commit, self._halt)
         self._sunset_stop = asyncio.Event()
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
@@ -265,45 +251,20 @@ class Worker:
         )
 
     async def handle_batch(self, message: KafkaMessage) -> None:
-        """Decode this batch while the previous one is in the database, then hand it over.
-
-        Batches still reach the database one at a time and in order, and each batch's offsets
-        are committed only after it is applied: this batch is started only once the previous
-        one is applied and committed, and not at all if the previous one was not.
-        """
-        raw: RawBatch = message.raw_message
-        # Decoding is pure CPU: in a thread it overlaps the previous batch's database round trips.
-        prepared = asyncio.create_task(
-            asyncio.to_thread(prepare_batch, to_records(raw), self.settings)
-        )
-        if not await self.wait_in_flight():
-            prepared.cancel()
-            return  # stopping or broken: nothing after an unapplied batch is applied or committed
-        self._in_flight = asyncio.create_task(
-            self._apply_and_commit(raw, await prepared), name="apply-batch"
-        )
+        """Hand the fetched batch to the pipeline and go back to fetching (see pipeline.py)."""
+        await self.pipeline.put(message.raw_message)
 
     async def wait_in_flight(self) -> bool:
-        """True when no batch is in flight or the one in flight was applied and committed."""
-        task, self._in_flight = self._in_flight, None
-        if task is None:
-            return not self._broken
-        try:
-            applied = await task
-        except Exception:
-            log.exception("a batch failed outside the database retry loop; stopping the worker")
-            applied = False
-            self._broken = True
-            self.processor.stopping.set()
-            self.app.exit()
-        return applied and not self._broken
+        """Wait until every batch handed over is applied and committed; False if one was not."""
+        return await self.pipeline.drained()
 
-    async def _apply_and_commit(self, raw: RawBatch, batch: Sequence[Record]) -> bool:
-        if not await self.processor.process(batch):
-            return False  # stopping: nothing is committed, the partitions' next owner re-reads it
+    async def _commit(self, raw: RawBatch) -> None:
         await self.commit(self.subscriber.consumer, raw)
         self.metrics.record_committed(r.timestamp for r in raw)
-        return True
+
+    def _halt(self) -> None:
+        self.processor.stopping.set()
+        self.app.exit()
 
     @property
     def http_port(self) -> int | None:
@@ -358,6 +319,10 @@ class Worker:
     async def start_relay(self) -> None:
         """Start the background tasks: the outbox relay and the sunset archiver."""
         assert self.relay is not None and self.processor.pool is not None
+        # Everything loaded so far (modules, schemas, clients) lives as long as the process:
+        # keep it out of the garbage collector's full passes, which otherwise pause the event
+        # loop for tens of milliseconds each.
+        gc.freeze()
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self._sunset_task = asyncio.create_task(
             run_sunset_loop(self.processor.pool, self.settings, self._sunset_stop), name="sunset"
@@ -366,9 +331,11 @@ class Worker:
     async def shutdown(self) -> None:
         """Finish the batch in hand, then publish what it queued, before the broker closes."""
         self.processor.stopping.set()
-        await self.subscriber.stop()  # waits up to graceful_timeout for the running handler
+        # The batch in the database is applied and its offsets committed while the consumer
+        # still owns its partitions; then fetching stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wait_in_flight(), self.settings.shutdown_timeout_s)
+            await asyncio.wait_for(self.pipeline.stop(), self.settings.shutdown_timeout_s)
+        await self.subscriber.stop()
         self._sunset_stop.set()
         await stop_task(self._sunset_task, grace=5.0)
         if self.relay is not None:

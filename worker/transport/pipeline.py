@@ -1,0 +1,180 @@
+"""From fetched batches to applied and committed ones, without holding up the fetching.
+
+The consumer hands every fetched batch to :meth:`BatchPipeline.put`, which starts decoding it
+(in a thread: pure CPU) and returns, so the next fetch starts at once instead of after the
+batch in the database. One applier task takes what has arrived, in arrival order, up to
+``batch_max_records``, and applies it in one transaction; whatever arrives meanwhile is the
+next transaction. Offsets are committed in the same order, each only after its transaction
+committed, and nothing is applied or committed after a batch that was not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Protocol
+
+from aiokafka import ConsumerRecord
+
+from worker.decoding import Record
+from worker.persistence.registry import PreparedBatch, prepare_batch
+from worker.settings import Settings
+
+log = logging.getLogger("modelreg.worker")
+
+RawBatch = tuple[ConsumerRecord[Any, Any], ...]
+
+
+class Processor(Protocol):
+    async def process(self, records: Sequence[Record]) -> bool: ...
+
+
+def to_records(raw: RawBatch) -> list[Record]:
+    """aiokafka records to the worker's Record, bytes untouched."""
+    return [
+        Record(
+            r.topic,
+            r.partition,
+            r.offset,
+            r.key,
+            r.value,
+            tuple((str(name), bytes(value or b"")) for name, value in r.headers)
+            if r.headers
+            else (),
+        )
+        for r in raw
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    raw: RawBatch
+    decoded: asyncio.Task[PreparedBatch]
+
+
+def merge(parts: Sequence[PreparedBatch]) -> PreparedBatch:
+    if len(parts) == 1:
+        return parts[0]
+    records = [record for part in parts for record in part.records]
+    return PreparedBatch(records, [item for part in parts for item in part.decoded])
+
+
+class BatchPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        commit: Callable[[RawBatch], Awaitable[None]],
+        on_failure: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.commit = commit
+        self.on_failure = on_failure
+        self._waiting: deque[Fetched] = deque()
+        self._waiting_records = 0
+        self._changed = asyncio.Condition()
+        self._applier: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
+        self._applying = False
+        self._accepting = True
+        #: Set once a batch could not be applied (the worker is stopping) or a bug broke the loop.
+        self.halted = False
+
+    async def put(self, raw: RawBatch) -> bool:
+        """Queue a fetched batch; waits while a full batch is already waiting. False once halted."""
+        limit = self.settings.batch_max_records
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._waiting_records < limit or self.halted or not self._accepting
+            )
+            if self.halted or not self._accepting:
+                return False
+            decoded = asyncio.create_task(
+                asyncio.to_thread(prepare_batch, to_records(raw), self.settings)
+            )
+            self._waiting.append(Fetched(raw, decoded))
+            self._waiting_records += len(raw)
+            self._changed.notify_all()
+        if self._applier is None:
+            self._applier = asyncio.create_task(self._apply_loop(), name="apply-batches")
+        return True
+
+    def _take(self) -> list[Fetched]:
+        """What has arrived, oldest first, up to one batch's worth (at least one fetch)."""
+        taken = [self._waiting.popleft()]
+        count = len(taken[0].raw)
+        while (
+            self._waiting and count + len(self._waiting[0].raw) <= self.settings.batch_max_records
+        ):
+            count += len(self._waiting[0].raw)
+            taken.append(self._waiting.popleft())
+        self._waiting_records -= count
+        return taken
+
+    async def _apply_loop(self) -> None:
+        try:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: bool(self._waiting) or not self._accepting)
+                    if not self._accepting:
+                        return
+                    taken = self._take()
+                    self._applying = True
+                    self._changed.notify_all()
+                batch = merge([await fetched.decoded for fetched in taken])
+                if not await self.processor.process(batch):
+                    self.halted = True  # stopping: the partitions' next owner re-reads the rest
+                    return
+                raw = tuple(chain.from_iterable(fetched.raw for fetched in taken))
+                self._committing = asyncio.create_task(
+                    self._commit_after(self._committing, raw), name="commit-offsets"
+                )
+                async with self._changed:
+                    self._applying = False
+                    self._changed.notify_all()
+        except Exception:
+            log.exception("a batch failed outside the database retry loop; stopping the worker")
+            self.halted = True
+            self.on_failure()
+        finally:
+            async with self._changed:
+                self._applying = False
+                self._changed.notify_all()
+
+    async def _commit_after(self, previous: asyncio.Task[None] | None, raw: RawBatch) -> None:
+        """Commit this batch's offsets once the previous batch's commit is done: in order."""
+        if previous is not None:
+            await previous
+        try:
+            await self.commit(raw)
+        except Exception:
+            log.exception("committing offsets failed; the batch is applied and will be re-read")
+
+    def _settled(self) -> bool:
+        idle = not self._applying and (not self._waiting or not self._accepting)
+        return self.halted or idle
+
+    async def drained(self) -> bool:
+        """Wait until everything queued is applied and committed; False if the pipeline halted."""
+        async with self._changed:
+            await self._changed.wait_for(self._settled)
+        if self._committing is not None:
+            await asyncio.shield(self._committing)
+        return not self.halted
+
+    async def stop(self) -> None:
+        """Finish the batch in the database and commit it; what waits behind it is left."""
+        async with self._changed:
+            self._accepting = False
+            self._changed.notify_all()
+        for fetched in self._waiting:
+            fetched.decoded.cancel()
+        if self._applier is not None:
+            await asyncio.shield(self._applier)
+        if self._committing is not None:
+            await asyncio.shield(self._committing)
