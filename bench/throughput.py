@@ -1047,7 +1047,7 @@ PROFILE_FUNCTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("merge_valid_meta (json.dumps for the size check)", ("merge_valid_meta (",)),
     ("lifecycle_changes", ("lifecycle_changes (",)),
     ("registry _dumps (json.dumps of meta/params)", ("_dumps (worker/persistence/registry.py",)),
-    ("_load (SELECT ... FOR UPDATE)", ("_load (worker/persistence/registry.py",)),
+    ("_read (claim + SELECT ... FOR UPDATE, one round trip)", ("_read (worker/persistence/",)),
     ("_write (upserts, outbox)", ("_write (worker/persistence/registry.py",)),
     ("to_records", ("to_records (",)),
     ("commit_offsets", ("commit_offsets (",)),
@@ -1248,25 +1248,6 @@ async def bench(ctx: Context) -> dict[str, Any]:
             await run_worker(ctx, scenario_settings("profile", url), name, workload, rows, profile)
         )
         out["profile"] = summarize_profile(profile) if profile.exists() else "py-spy wrote nothing"
-    if args.scale_rows:
-        filled = ctx.database("scaled_template", template_name)
-        extra = max(0, args.scale_rows - args.models)
-        print(f"  filling models with {extra:,} more rows ...", flush=True)
-        fill_s = await asyncio.to_thread(fill_models, filled, extra, random.Random(2))
-        print(f"  filled in {fill_s:.0f} s", flush=True)
-        scaled = f"mrbench_{ctx.tag}_scaled_template"
-        total_rows = extra + args.models
-        if not args.skip_limit:
-            url = ctx.database("limit_scaled", scaled)
-            result = await asyncio.to_thread(run_limit, url, workload, total_rows, False)
-            result.scenario = "limit @scale"
-            report(result)
-        url = ctx.database("worker_scaled", scaled)
-        settings = scenario_settings("scaled", url)
-        report(await run_worker(ctx, settings, "worker @scale", workload, total_rows))
-    print()
-    out["table"] = print_table(results, cores)
-    out["results"] = [asdict(r) | {"rate": r.rate} for r in results]
     if not args.skip_latency:
         count = int(args.latency_rate * args.latency_seconds) + 1
         steady = build_workload(count, args.models, args.admin_ratio, seed=3)
@@ -1287,6 +1268,25 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" {summary['txn_start_p50_ms']:.1f}, p99 {summary['txn_start_p99_ms']:.1f});"
             f" worker peak RSS {summary['rss_mb']:.0f} MB; unseen {latency.missing}"
         )
+    if args.scale_rows:
+        filled = ctx.database("scaled_template", template_name)
+        extra = max(0, args.scale_rows - args.models)
+        print(f"  filling models with {extra:,} more rows ...", flush=True)
+        fill_s = await asyncio.to_thread(fill_models, filled, extra, random.Random(2))
+        print(f"  filled in {fill_s:.0f} s", flush=True)
+        scaled = f"mrbench_{ctx.tag}_scaled_template"
+        total_rows = extra + args.models
+        if not args.skip_limit:
+            url = ctx.database("limit_scaled", scaled)
+            result = await asyncio.to_thread(run_limit, url, workload, total_rows, False)
+            result.scenario = "limit @scale"
+            report(result)
+        url = ctx.database("worker_scaled", scaled)
+        settings = scenario_settings("scaled", url)
+        report(await run_worker(ctx, settings, "worker @scale", workload, total_rows))
+    print()
+    out["table"] = print_table(results, cores)
+    out["results"] = [asdict(r) | {"rate": r.rate} for r in results]
     return out
 
 

@@ -64,6 +64,8 @@ def merge(parts: Sequence[PreparedBatch]) -> PreparedBatch:
 
 
 class BatchPipeline:
+    """Fetched batches in; one applier turns them into transactions and commits, in order."""
+
     def __init__(
         self,
         settings: Settings,
