@@ -261,3 +261,15 @@ async def test_a_large_batch_written_in_rounds_ends_where_the_rules_say(conn: An
     )
     assert [key for (key,) in lifecycle] == [f"lifecycle:{i}" for i in expected.lifecycle_ids]
     assert report.outbox_rows == len(expected.lifecycle_ids) + len(expected.dead_letters)
+
+
+async def test_archiving_a_replacement_names_the_legacy_models_of_earlier_batches(
+    conn: Any,
+) -> None:
+    await apply(conn, synced("old"), synced("new"), synced("other"))
+    await apply(conn, admin("model.mark_legacy", "old", replacementModelId="new"))
+    await apply(conn, admin("model.archive", "new"))
+
+    events = [json.loads(m["value"]) for m in await outbox(conn, SETTINGS.lifecycle_topic)]
+    archived = next(e for e in events if e["type"] == "model.archived")
+    assert archived["affectedModelIds"] == ["old"]

@@ -145,11 +145,13 @@ WHERE m.id IN (SELECT id FROM chain)
 """
 )
 
-LOAD_REFERRERS = """
-SELECT m.meta->>'legacyReplacementModelId', m.id
-FROM models m
+#: Legacy models naming one of these as replacement: an archive event lists them.
+LOAD_REFERRERS = (
+    SELECT_MODEL_STATE
+    + """
 WHERE m.is_legacy AND m.meta->>'legacyReplacementModelId' = ANY(%s::text[])
 """
+)
 
 UPSERT_MODELS = """
 INSERT INTO models AS m
@@ -336,8 +338,12 @@ async def _read(
             loaded.setdefault(row[0], state_from_row(row))
     referrers: dict[str, set[str]] = {}
     if archived:
-        for target, referrer in await referring.fetchall():
-            referrers.setdefault(target, set()).add(referrer)
+        # read, not locked: the archive changes the replacement, not the models naming it
+        for row in await referring.fetchall():
+            referrer = state_from_row(row)
+            loaded.setdefault(referrer.id, referrer)
+            target = referrer.meta["legacyReplacementModelId"]
+            referrers.setdefault(target, set()).add(referrer.id)
     return claimed, loaded, referrers
 
 
