@@ -6,7 +6,10 @@ The order of work inside the transaction is what makes the worker safe to scale 
 2. load and lock the models the batch touches;
 3. fold every event through the pure rules, in order, in memory;
 4. write the final rows, sync state, audit rows and outbox rows (lifecycle events and dead
-   letters) with one statement each, then ``NOTIFY`` the outbox relay.
+   letters) with one statement each per round of ``WRITE_EVERY`` events, then ``NOTIFY`` the
+   outbox relay.
+Steps 1-2 are one round trip and 3-4 another (psycopg pipeline mode): the server executes a
+round's writes while the next events are folded.
 A record the database refuses to store (a data error) is isolated by bisecting the batch and
 dead-lettered alone, so one poison event never sinks the rest.
 """
