@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from worker.embedded import embedded_postgres, tansu_broker  # noqa: E402
 from worker.persistence.migrate import migrate  # noqa: E402
-from worker.settings import Settings, load_settings  # noqa: E402
+from worker.settings import Settings, environment_for, load_settings  # noqa: E402
 from worker.transport.topics import ensure_topics  # noqa: E402
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -71,16 +71,6 @@ def services(work_dir: Path) -> Iterator[tuple[str, str, bool]]:
         return
     with embedded_postgres(work_dir / "pgdata") as db, tansu_broker() as kafka:
         yield db, kafka, False
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    for name, value in settings.model_dump(exclude={"admin_keys", "http_port"}).items():
-        if value is not None:
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            env[f"MODELREG_{name.upper()}"] = text
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def rss_mb(pid: int) -> float:
@@ -194,7 +184,7 @@ async def soak(args: argparse.Namespace, database: str, bootstrap: str, idempote
         worker = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker"],
             cwd=REPO,
-            env=worker_env(settings),
+            env=environment_for(settings),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )

@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from worker.persistence.db import describe_conninfo  # noqa: E402
-from worker.settings import Settings, load_settings  # noqa: E402
+from worker.settings import Settings, environment_for, load_settings  # noqa: E402
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 PROVIDERS = [f"provider-{i}" for i in range(8)]
@@ -567,16 +567,26 @@ def bench_settings(
 
 
 def worker_env(settings: Settings, overrides: Sequence[str] = ()) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    for name, value in settings.model_dump(exclude={"admin_keys", "http_port"}).items():
-        if value is not None:
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            env[f"MODELREG_{name.upper()}"] = text
+    """The worker's environment for ``settings``, then ``--worker-env NAME=VALUE`` overrides."""
+    env = environment_for(settings)
     for item in overrides:
         key, _, value = item.partition("=")
         env[key] = value
-    env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def spawn_worker(
+    settings: Settings, log_path: Path, overrides: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """``python -m worker.cli worker`` with ``settings``, its output in ``log_path``."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            cwd=REPO,
+            env=worker_env(settings, overrides),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
 
 
 # --- scenario: worker -------------------------------------------------------------------------
@@ -600,14 +610,7 @@ async def run_worker(
     url = settings.database_url
     log_path = ctx.work / f"{scenario}.log"
     started_wall = time.time()
-    with log_path.open("wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"],
-            cwd=REPO,
-            env=worker_env(settings, ctx.args.worker_env),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    worker = spawn_worker(settings, log_path, ctx.args.worker_env)
     spy: subprocess.Popen[bytes] | None = None
     if profile is not None:
         spy = subprocess.Popen(
@@ -927,14 +930,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
 
     url = settings.database_url
     log_path = ctx.work / "latency-worker.log"
-    with log_path.open("wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"],
-            cwd=REPO,
-            env=worker_env(settings, ctx.args.worker_env),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    worker = spawn_worker(settings, log_path, ctx.args.worker_env)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_idempotent_producer,

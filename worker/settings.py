@@ -6,6 +6,9 @@ names, and a bad value is reported as one readable line instead of a traceback.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
@@ -119,6 +122,30 @@ def load_settings(**overrides: object) -> Settings:
     except SettingsError as error:
         # e.g. MODELREG_ADMIN_KEYS that is not JSON; the cause names the variable, not its value.
         raise ConfigError(f"invalid configuration: {error}") from None
+
+
+def environment_for(
+    settings: Settings, inherited: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The environment in which ``modelreg worker`` runs with exactly ``settings``.
+
+    ``inherited`` minus its own ``MODELREG_*`` variables, plus one per setting that is set
+    (secrets in clear: this is what the child process needs), unbuffered output.
+    """
+    env = {k: v for k, v in inherited.items() if not k.startswith("MODELREG_")}
+    for name, value in settings.model_dump(exclude={"admin_keys"}).items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"MODELREG_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    if settings.admin_keys:
+        keys = {k: v.get_secret_value() for k, v in settings.admin_keys.items()}
+        env["MODELREG_ADMIN_KEYS"] = json.dumps(keys)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 @lru_cache(maxsize=1)

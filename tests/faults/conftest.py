@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -31,31 +30,13 @@ import psycopg
 import pytest
 
 from tests.support.events import Message, OutputRecord, RawPublisher, read_topic
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, environment_for, load_settings
 from worker.transport.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 
 #: The line FastStream logs once the consumer and the outbox relay run.
 READY = re.compile(r"started successfully", re.IGNORECASE)
-
-
-def worker_environment(settings: Settings) -> dict[str, str]:
-    """``MODELREG_*`` variables that make ``modelreg worker`` run with exactly ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    for name, value in settings.model_dump(exclude={"admin_keys"}).items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"MODELREG_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    if settings.admin_keys:
-        keys = {k: v.get_secret_value() for k, v in settings.admin_keys.items()}
-        env["MODELREG_ADMIN_KEYS"] = json.dumps(keys)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @dataclass
@@ -121,7 +102,7 @@ class FaultEnv:
             process = subprocess.Popen(
                 [sys.executable, "-m", "worker.cli", "worker"],
                 cwd=REPO,
-                env=worker_environment(settings),
+                env=environment_for(settings),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )

@@ -96,15 +96,17 @@ class BatchPipeline:
             )
             if self.halted or not self._accepting:
                 return False
-            decoded = asyncio.create_task(
-                asyncio.to_thread(prepare_batch, to_records(raw), self.settings)
-            )
+            decoded = asyncio.create_task(asyncio.to_thread(self._prepare, raw))
             self._waiting.append(Fetched(raw, decoded))
             self._waiting_records += len(raw)
             self._changed.notify_all()
         if self._applier is None:
             self._applier = asyncio.create_task(self._apply_loop(), name="apply-batches")
         return True
+
+    def _prepare(self, raw: RawBatch) -> PreparedBatch:
+        """Run in a thread: none of this per-record work is done on the event loop."""
+        return prepare_batch(to_records(raw), self.settings)
 
     def _take(self) -> list[Fetched]:
         """What has arrived, oldest first, up to one batch's worth (at least one fetch)."""
