@@ -61,7 +61,16 @@ class Settings(BaseSettings):
     dead_letter_topic: str = DEAD_LETTER_TOPIC
 
     batch_max_records: int = Field(1000, ge=1, le=100_000)
-    batch_timeout_ms: int = Field(50, ge=1, le=60_000)
+    batch_timeout_ms: int = Field(
+        10,
+        ge=1,
+        le=60_000,
+        description=(
+            "How long an empty poll waits for records. A batch never waits to fill (whatever is"
+            " fetched is taken at once), but after an empty poll the consumer pauses as long"
+            " again, so a record arriving while idle can wait up to twice this."
+        ),
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0)
     retry_max_backoff_s: float = Field(10.0, gt=0)
     outbox_poll_interval_s: float = Field(1.0, gt=0)

@@ -43,7 +43,7 @@ NINE_COLUMNS = [
     "updated_at",
 ]
 EIGHT_INDEXES = {
-    "models_meta_gin_idx",
+    "models_meta_path_idx",
     "models_required_tier_idx",
     "models_capabilities_gin_idx",
     "models_is_available_idx",
@@ -473,7 +473,11 @@ def test_a_value_without_a_json_form_aborts_before_anything_is_dropped(legacy_db
         legacy_db,
         "UPDATE models SET output_cost_per_million_tokens = 1.25 WHERE id = 'legacy-00042'",
     )
-    assert migrate(legacy_db) == ["0003b_adopt_legacy_run.sql", "0004_models_indexes.sql"]
+    assert migrate(legacy_db) == [
+        "0003b_adopt_legacy_run.sql",
+        "0004_models_indexes.sql",
+        "0005_meta_index_path_ops.sql",
+    ]
     assert execute(
         legacy_db, "SELECT meta->'outputCostPerMillionTokens' FROM models WHERE id = 'legacy-00042'"
     ) == [(1.25,)]

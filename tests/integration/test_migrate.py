@@ -181,6 +181,7 @@ def test_exactly_the_files_marked_on_their_first_line_run_without_a_transaction(
     }
     assert kinds == marked
     assert kinds["0004_models_indexes.sql"] is True  # CREATE INDEX CONCURRENTLY
+    assert kinds["0005_meta_index_path_ops.sql"] is True
     assert kinds["0001_models.sql"] is False
 
 
@@ -220,7 +221,7 @@ def test_models_has_exactly_the_nine_columns_of_0001(clean_db: str) -> None:
     assert primary_key == [("id",)]
 
 
-def test_models_has_the_eight_indexes_of_0004_all_valid(clean_db: str) -> None:
+def test_models_has_the_eight_indexes_of_0004_and_0005_all_valid(clean_db: str) -> None:
     indexes = rows(
         clean_db,
         """
@@ -237,7 +238,7 @@ def test_models_has_the_eight_indexes_of_0004_all_valid(clean_db: str) -> None:
         "models_is_archived_idx": "btree (is_archived)",
         "models_is_available_idx": "btree (is_available)",
         "models_is_legacy_idx": "btree (is_legacy)",
-        "models_meta_gin_idx": "gin (meta)",
+        "models_meta_path_idx": "gin (meta jsonb_path_ops) WITH (gin_pending_list_limit='512')",
         "models_provider_idx": "btree (provider)",
         "models_required_tier_idx": "btree (((meta ->> 'requiredTier'::text)))",
     }

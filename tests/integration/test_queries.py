@@ -1,6 +1,6 @@
 """Specification of the read helpers (worker.persistence.queries) on the migrated schema.
 
-Besides what they return, the helpers promise to hit the indexes of 0004: the EXPLAIN tests run
+Besides what they return, the helpers promise to hit the indexes of 0004 and 0005: the EXPLAIN tests run
 the very SQL ``list_models`` sends on 20,000 analysed rows and look for the index in the plan.
 """
 
@@ -258,5 +258,5 @@ def test_a_capability_filter_uses_the_capabilities_gin_index(
 def test_meta_containment_uses_the_meta_gin_index(big_table: psycopg.Connection[Any]) -> None:
     contains = {"providerMetadata": {"region": "r42"}}
 
-    assert "models_meta_gin_idx" in index_names(big_table, meta_contains=contains)
+    assert "models_meta_path_idx" in index_names(big_table, meta_contains=contains)
     assert len(list_models(big_table, meta_contains=contains)) == 40
