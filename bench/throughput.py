@@ -919,12 +919,22 @@ class Latency:
         }
 
 
+#: Start of the oldest transaction open in this database (other than ours), or now; 50 ms earlier,
+#: for a transaction that has started but not yet published its start time.
+HORIZON = """
+SELECT extract(epoch FROM coalesce(min(xact_start), now()))::float8 - 0.05
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+"""
+
+
 async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> Latency:
     """Publish at a steady rate with the worker running; time each event to its commit.
 
     A watcher polls ``processed_events`` every ``poll`` seconds: an event's commit time is taken
     as the start of the first poll that sees its row (an upper bound, at most one poll interval
     late); ``processed_at`` (transaction start, server clock, same host) gives a lower bound.
+    Each poll reads only the rows that can be new, so watching costs little next to the worker.
     """
     from aiokafka import AIOKafkaProducer
 
@@ -958,19 +968,25 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             stop = asyncio.Event()
 
             async def watch() -> None:
-                watermark = 0.0
+                # Only rows of transactions that had not committed at the previous poll can be
+                # new: those started at or after the oldest transaction then open (``processed_at``
+                # is its ``now()``). The horizon is read *before* each poll's snapshot, so a
+                # transaction that commits in between is visible to that snapshot.
+                horizon = 0.0
                 while True:
                     query_start = time.time()
+                    cur = await conn.execute(HORIZON)
+                    (next_horizon,) = await cur.fetchone() or (query_start,)
                     cur = await conn.execute(
                         "SELECT event_id, extract(epoch FROM processed_at)::float8"
-                        " FROM processed_events WHERE processed_at > to_timestamp(%s)",
-                        (watermark - 0.5,),
+                        " FROM processed_events WHERE processed_at >= to_timestamp(%s)",
+                        (horizon,),
                     )
                     for event_id, at in await cur.fetchall():
                         if event_id not in visible:
                             visible[event_id] = query_start
                             txn_start[event_id] = at
-                            watermark = max(watermark, at)
+                    horizon = next_horizon
                     if stop.is_set() and all(e in visible for e in sent):
                         return
                     await asyncio.sleep(max(0.0, poll - (time.time() - query_start)))

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
 
     batch_max_records: int = Field(1000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(
-        10,
+        50,
         ge=1,
         le=60_000,
         description=(

@@ -1,7 +1,8 @@
 """Specification of the read helpers (worker.persistence.queries) on the migrated schema.
 
-Besides what they return, the helpers promise to hit the indexes of 0004 and 0005: the EXPLAIN tests run
-the very SQL ``list_models`` sends on 20,000 analysed rows and look for the index in the plan.
+Besides what they return, the helpers promise to hit the indexes of 0004 and 0005: the EXPLAIN
+tests run the very SQL ``list_models`` sends on 20,000 analysed rows and look for the index in
+the plan.
 """
 
 from __future__ import annotations

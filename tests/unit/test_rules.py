@@ -779,9 +779,13 @@ def states(draw: st.DrawFn, model_id: str | None = None) -> ModelState:
     )
 
 
+#: Patches the contract lets through (a NUL in a string is refused before the rules run).
 PATCHES = st.dictionaries(
     st.sampled_from(["displayName", "contextLength", "maxOutputTokens", "allowedTiers", "x"]),
-    st.none() | st.integers(-2, 200) | st.text(max_size=3) | st.just(["pro"]),
+    st.none()
+    | st.integers(-2, 200)
+    | st.text(st.characters(exclude_characters="\x00"), max_size=3)
+    | st.just(["pro"]),
     min_size=1,
     max_size=3,
 )
