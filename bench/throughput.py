@@ -346,7 +346,7 @@ def backend_cpu(url: str, exclude_self: bool = True) -> float:
 
 
 def _family(pid: int) -> list[psutil.Process]:
-    """The worker and its child processes (the decoding process)."""
+    """The worker and any child processes it starts (the worker itself starts none today)."""
     try:
         process = psutil.Process(pid)
         return [process, *process.children(recursive=True)]

@@ -131,14 +131,19 @@ def pipelined_worker(settings: Settings) -> tuple[Any, GatedProcessor, list[int]
     return Worker(settings, processor=processor, commit=commit), processor, committed
 
 
+async def hand_over(worker: Any, topic: str, *offsets: int) -> None:
+    """The consumer fetched these offsets of partition 0 and hands them to the worker."""
+    await worker.handle_batch(FakeMessage(*(record(topic, 0, offset) for offset in offsets)))
+
+
 async def test_the_next_batch_reaches_the_database_only_after_the_previous_one_committed(
     settings: Settings,
 ) -> None:
     worker, processor, committed = pipelined_worker(settings)
     topic = settings.provider_sync_topic
-    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
+    await hand_over(worker, topic, 0)
     await asyncio.sleep(0.05)  # in the database, gate closed
-    await worker.handle_batch(FakeMessage(record(topic, 0, 1)))  # returns: fetching goes on
+    await hand_over(worker, topic, 1)  # returns: fetching goes on
     await asyncio.sleep(0.05)
     assert processor.applied == [] and committed == []
 
@@ -153,10 +158,10 @@ async def test_batches_fetched_while_one_is_in_the_database_go_in_together_next(
 ) -> None:
     worker, processor, committed = pipelined_worker(settings)
     topic = settings.provider_sync_topic
-    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
-    await asyncio.sleep(0.05)
+    await hand_over(worker, topic, 0)
+    await asyncio.sleep(0.05)  # in the database
     for offset in (1, 2, 3):
-        await worker.handle_batch(FakeMessage(record(topic, 0, offset)))
+        await hand_over(worker, topic, offset)
 
     processor.gate.set()
     assert await worker.wait_in_flight()
@@ -168,10 +173,10 @@ async def test_fetching_waits_while_a_full_batch_is_already_waiting(settings: Se
     small = settings.model_copy(update={"batch_max_records": 2})
     worker, processor, _ = pipelined_worker(small)
     topic = settings.provider_sync_topic
-    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))
+    await hand_over(worker, topic, 0)
     await asyncio.sleep(0.05)  # in the database
-    await worker.handle_batch(FakeMessage(record(topic, 0, 1), record(topic, 0, 2)))
-    third = asyncio.create_task(worker.handle_batch(FakeMessage(record(topic, 0, 3))))
+    await hand_over(worker, topic, 1, 2)
+    third = asyncio.create_task(hand_over(worker, topic, 3))
     await asyncio.sleep(0.05)
     assert not third.done(), "a full batch waits: the consumer stops fetching"
 
@@ -206,10 +211,10 @@ async def test_nothing_after_a_batch_that_was_not_applied_is_applied_or_committe
 
     worker = Worker(settings, processor=processor, commit=commit)
     topic = settings.provider_sync_topic
-    await worker.handle_batch(FakeMessage(record(topic, 0, 0)))  # retrying in the background
+    await hand_over(worker, topic, 0)  # retrying in the background
     await asyncio.sleep(0.05)
     processor.stopping.set()  # the worker stops while the database is still away
 
-    await worker.handle_batch(FakeMessage(record(topic, 0, 1)))
+    await hand_over(worker, topic, 1)
     assert processor.attempted == {0}
     assert committed == []
