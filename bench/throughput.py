@@ -10,6 +10,8 @@ One run, one machine, the real broker and PostgreSQL, each scenario on a fresh d
    contracts, SELECT the model, fold it through the rules, INSERT ... ON CONFLICT).
 3. ``worker``: the real worker (``python -m worker.cli worker``) consuming the pre-published
    workload, from its first applied event to the last one applied and the outbox drained.
+   ``worker xN processes`` (``--group N``, default 2): N workers sharing the partitions as one
+   consumer group, the way an operator gives the worker more cores than one Python process uses.
 4. ``latency``: a steady ``--latency-rate`` events/s for ``--latency-seconds`` with the worker
    running; publish-to-committed percentiles.
 5. peak resident memory (VmHWM) of every consumer process.
@@ -382,11 +384,15 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class CpuMeter:
-    """Busy core-seconds of the whole machine between start() and stop()."""
+    """Busy core-seconds of the whole machine between start() and stop().
+
+    Also the hypervisor's steal: time this machine's vCPUs wanted to run and were not given.
+    """
 
     def __init__(self) -> None:
         self._start: Any = None
         self.busy_s = 0.0
+        self.steal_s = 0.0
 
     @staticmethod
     def _busy(times: Any) -> float:
@@ -397,7 +403,9 @@ class CpuMeter:
         self._start = psutil.cpu_times()
 
     def stop(self) -> float:
-        self.busy_s = self._busy(psutil.cpu_times()) - self._busy(self._start)
+        end = psutil.cpu_times()
+        self.busy_s = self._busy(end) - self._busy(self._start)
+        self.steal_s = getattr(end, "steal", 0.0) - getattr(self._start, "steal", 0.0)
         return self.busy_s
 
 
@@ -414,6 +422,7 @@ class Result:
     client_cpu_s: float = float("nan")
     pg_cpu_s: float = float("nan")
     machine_busy_s: float = float("nan")
+    steal_s: float = float("nan")
     startup_s: float = float("nan")
     notes: list[str] = field(default_factory=list)
 
@@ -431,16 +440,18 @@ def print_table(results: Sequence[Result], cores: int) -> str:
     naive = next((r.rate for r in results if r.scenario == "naive"), float("nan"))
     lines = [
         "| scenario | rows in models | events | seconds | events/s | x limit | x naive "
-        "| peak RSS MB | client CPU s | PG CPU s | machine busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| peak RSS MB | client CPU s | PG CPU s | machine busy | steal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         busy = r.machine_busy_s / (r.seconds * cores) if r.seconds else float("nan")
+        steal = r.steal_s / (r.seconds * cores) if r.seconds else float("nan")
         lines.append(
             f"| {r.scenario} | {r.rows_in_models:,} | {r.events:,} | {r.seconds:.2f}"
             f" | {r.rate:,.0f} | {_fmt(r.rate / limit, '.2f')} | {_fmt(r.rate / naive, '.1f')}"
             f" | {_fmt(r.rss_mb, '.0f')} | {_fmt(r.client_cpu_s, '.1f')}"
-            f" | {_fmt(r.pg_cpu_s, '.1f')} | {_fmt(busy * 100, '.0f')}% |"
+            f" | {_fmt(r.pg_cpu_s, '.1f')} | {_fmt(busy * 100, '.0f')}%"
+            f" | {_fmt(steal * 100, '.0f')}% |"
         )
     text = "\n".join(lines)
     print(text)
@@ -510,6 +521,7 @@ def run_limit(url: str, workload: Workload, rows_in_models: int, ledger: bool) -
             rows_in_models,
             pg_cpu_s=process_cpu(pid) - cpu0,
             machine_busy_s=meter.stop(),
+            steal_s=meter.steal_s,
         )
         result.notes.append(f"{len(rounds)} COPY+upsert rounds")
     return result
@@ -605,12 +617,21 @@ async def run_worker(
     workload: Workload,
     rows_in_models: int,
     profile: Path | None = None,
+    processes: int = 1,
 ) -> Result:
-    """Start the worker on the pre-published topics; wait for every event and the outbox."""
+    """Start the worker on the pre-published topics; wait for every event and the outbox.
+
+    With ``processes`` > 1, that many workers share the partitions as one consumer group: how an
+    operator gives the worker more cores. CPU is their sum, peak RSS the largest one's.
+    """
     url = settings.database_url
     log_path = ctx.work / f"{scenario}.log"
     started_wall = time.time()
-    worker = spawn_worker(settings, log_path, ctx.args.worker_env)
+    workers = [
+        spawn_worker(settings, log_path.with_suffix(f".{n}.log"), ctx.args.worker_env)
+        for n in range(processes)
+    ]
+    worker = workers[0]
     spy: subprocess.Popen[bytes] | None = None
     if profile is not None:
         spy = subprocess.Popen(
@@ -640,15 +661,18 @@ async def run_worker(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             deadline = time.monotonic() + ctx.args.timeout
             while True:
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited with {worker.returncode}; see {log_path}")
+                for process in workers:
+                    if process.poll() is not None:
+                        raise SystemExit(
+                            f"worker exited with {process.returncode}; see {ctx.work}/{scenario}.*"
+                        )
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{scenario}: not done after {ctx.args.timeout} s")
                 done = await _scalar(conn, "SELECT count(*) FROM processed_events")
                 if done and not first_seen:
                     first_seen = True
                     meter.start()
-                    cpu_first = process_cpu(worker.pid)
+                    cpu_first = sum(process_cpu(p.pid) for p in workers)
                 if done >= expected:
                     pending = await _scalar(
                         conn, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
@@ -671,19 +695,21 @@ async def run_worker(
                     " count(*) FILTER (WHERE NOT is_available) FROM models"
                 )
             ).fetchone()
-        client_cpu = process_cpu(worker.pid) - cpu_first
+        client_cpu = sum(process_cpu(p.pid) for p in workers) - cpu_first
         pg_cpu = await asyncio.to_thread(backend_cpu, url)
-        rss = peak_rss_mb(worker.pid)
+        rss = max(peak_rss_mb(p.pid) for p in workers)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(30)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        for process in workers:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
     result = Result(
         scenario,
         expected,
@@ -693,6 +719,7 @@ async def run_worker(
         client_cpu_s=client_cpu,
         pg_cpu_s=pg_cpu,
         machine_busy_s=busy,
+        steal_s=meter.steal_s,
         startup_s=float(first) - started_wall,
     )
     assert flags is not None
@@ -877,6 +904,7 @@ async def run_naive(
         client_cpu_s=float(report["cpu_s"]),
         pg_cpu_s=pg_cpu,
         machine_busy_s=busy,
+        steal_s=meter.steal_s if metered else float("nan"),
         startup_s=float(report["first"]) - started,
     )
     if report["applied"] != limit:
@@ -1242,6 +1270,12 @@ async def bench(ctx: Context) -> dict[str, Any]:
             settings = scenario_settings(f"worker{attempt}", url)
             result = await run_worker(ctx, settings, "worker", workload, rows)
             rounds.setdefault(result.scenario, []).append(result)
+            if args.group > 1:
+                url = ctx.database(f"group_{attempt}", template_name)
+                settings = scenario_settings(f"group{attempt}", url)
+                name = f"worker x{args.group} processes"
+                result = await run_worker(ctx, settings, name, workload, rows, processes=args.group)
+                rounds.setdefault(result.scenario, []).append(result)
     for runs in rounds.values():
         best = max(runs, key=lambda r: r.rate)
         if len(runs) > 1:
@@ -1320,6 +1354,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-limit", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=2,
+        metavar="N",
+        help="also run N worker processes as one consumer group (1: skip)",
+    )
     parser.add_argument(
         "--naive-events",
         type=int,
