@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.services import (
     KafkaService,
@@ -22,6 +23,11 @@ from tests.support.services import (
     unique_name,
 )
 from worker.persistence.migrate import migrate
+
+# The property tests state what must hold, not how fast: on a shared machine one example can
+# pause past Hypothesis's default 200 ms deadline and fail a run that has nothing wrong with it.
+settings.register_profile("modelreg", deadline=None)
+settings.load_profile("modelreg")
 
 #: Prefix of every database of this session, e.g. modelreg_test_1a2b3c4d.
 _SESSION_DB = unique_name("modelreg_test")
