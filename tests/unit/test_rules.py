@@ -654,6 +654,8 @@ def test_archive_makes_the_model_archived_and_unavailable() -> None:
     model = applied(decision)
     assert (model.is_archived, model.is_available) == (True, False)
     assert sorted(types_of(decision)) == ["model.archived", "model.availability_changed"]
+    (archived,) = (e for e in decision.lifecycle if e.type == "model.archived")
+    assert archived.reason == "eol", "the archive's reason travels with its lifecycle event"
 
 
 def test_archive_clears_the_withdrawn_flag() -> None:
