@@ -435,6 +435,11 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
+def _share(core_seconds: float, result: Result, cores: int) -> float:
+    """Core-seconds as a share of the whole machine during the result's timed window."""
+    return core_seconds / (result.seconds * cores) if result.seconds else float("nan")
+
+
 def print_table(results: Sequence[Result], cores: int) -> str:
     limit = next((r.rate for r in results if r.scenario == "limit"), float("nan"))
     naive = next((r.rate for r in results if r.scenario == "naive"), float("nan"))
@@ -444,8 +449,7 @@ def print_table(results: Sequence[Result], cores: int) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        busy = r.machine_busy_s / (r.seconds * cores) if r.seconds else float("nan")
-        steal = r.steal_s / (r.seconds * cores) if r.seconds else float("nan")
+        busy, steal = _share(r.machine_busy_s, r, cores), _share(r.steal_s, r, cores)
         lines.append(
             f"| {r.scenario} | {r.rows_in_models:,} | {r.events:,} | {r.seconds:.2f}"
             f" | {r.rate:,.0f} | {_fmt(r.rate / limit, '.2f')} | {_fmt(r.rate / naive, '.1f')}"
@@ -514,13 +518,14 @@ def run_limit(url: str, workload: Workload, rows_in_models: int, ledger: bool) -
                     cur.execute(LIMIT_SYNC_STATE)
         conn.commit()
         seconds = time.monotonic() - started
+        busy = meter.stop()  # also sets meter.steal_s
         result = Result(
             "limit+ledger" if ledger else "limit",
             len(workload.events),
             seconds,
             rows_in_models,
             pg_cpu_s=process_cpu(pid) - cpu0,
-            machine_busy_s=meter.stop(),
+            machine_busy_s=busy,
             steal_s=meter.steal_s,
         )
         result.notes.append(f"{len(rounds)} COPY+upsert rounds")
