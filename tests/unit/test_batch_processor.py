@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +14,14 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.decoding import Record
-from worker.persistence.registry import BatchReport
+from worker.persistence.registry import (
+    SHARE_WHILE_READING,
+    BatchReport,
+    Decoded,
+    PreparedBatch,
+)
 from worker.settings import Settings, load_settings
+from worker.transport import pipeline
 from worker.transport.app import BatchProcessor, batch_offsets
 from worker.transport.pipeline import to_records
 
@@ -184,6 +192,83 @@ async def test_fetching_waits_while_a_full_batch_is_already_waiting(settings: Se
     await third
     assert await worker.wait_in_flight()
     assert processor.sizes == [1, 2, 1]
+
+
+class WaitingProcessor(GatedProcessor):
+    """Hands the waiting work over as the registry does: some while reading, the rest writing."""
+
+    def __init__(self, settings: Settings, decoded: list[int]) -> None:
+        super().__init__(settings)
+        self.decoded = decoded
+        self.progress: list[int] = []
+
+    async def _attempt(self, records: Sequence[Record]) -> BatchReport:
+        assert isinstance(records, PreparedBatch)
+        await self.gate.wait()
+        for share in (SHARE_WHILE_READING, 1.0):
+            records.while_waiting(share)
+            self.progress.append(sum(self.decoded))
+        self.applied.append(records[0].offset)
+        return BatchReport()
+
+
+async def test_the_next_batch_is_decoded_while_the_database_works_on_this_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[int] = set()
+    decoded: list[int] = []  # records per call to the decoder
+    decode_records = pipeline.decode_records
+
+    def spy(records: Sequence[Record], settings: Settings) -> list[Decoded]:
+        threads.add(threading.get_ident())
+        decoded.append(len(records))
+        return decode_records(records, settings)
+
+    monkeypatch.setattr(pipeline, "decode_records", spy)
+    processor = WaitingProcessor(settings, decoded)
+    worker, _, committed = pipelined_worker(settings)
+    worker.pipeline.processor = processor
+    topic = settings.provider_sync_topic
+    await hand_over(worker, topic, 0)
+    await asyncio.sleep(0.05)  # taken (decoded on the way in), now in the database
+    await hand_over(worker, topic, *range(1, 11))
+    assert decoded == [1], "the next batch waits undecoded while nothing has the time"
+
+    processor.gate.set()
+    assert await worker.wait_in_flight()
+    reading = math.ceil(SHARE_WHILE_READING * 10)
+    assert 0 < reading < 10
+    assert processor.progress == [1 + reading, 11, 11, 11], "some while reading, the rest writing"
+    assert decoded == [1, reading, 10 - reading], "nothing is decoded twice"
+    assert threads == {threading.get_ident()}, "on the event loop's thread, no GIL contention"
+    assert processor.applied == [0, 1] and committed == [0, 10]
+
+
+async def test_a_decoding_bug_in_the_next_batch_stops_the_worker_after_this_one_commits(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decode_records = pipeline.decode_records
+
+    def broken_after_the_first(records: Sequence[Record], settings: Settings) -> list[Decoded]:
+        if records[0].offset > 0:
+            raise RuntimeError("a bug in decoding")
+        return decode_records(records, settings)
+
+    monkeypatch.setattr(pipeline, "decode_records", broken_after_the_first)
+    processor = WaitingProcessor(settings, [])
+    worker, _, committed = pipelined_worker(settings)
+    worker.pipeline.processor = processor
+    halted: list[bool] = []
+    worker.pipeline.on_failure = lambda: halted.append(True)
+    topic = settings.provider_sync_topic
+    await hand_over(worker, topic, 0)
+    await asyncio.sleep(0.05)  # in the database
+    await hand_over(worker, topic, 1, 2)
+
+    processor.gate.set()
+    assert await asyncio.wait_for(worker.wait_in_flight(), 5) is False
+    assert processor.applied == [0] and committed == [0], "the batch in front is unaffected"
+    assert halted == [True], "the broken batch stops the worker instead of being skipped"
 
 
 class DownProcessor(BatchProcessor):

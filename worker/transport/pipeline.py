@@ -1,27 +1,34 @@
 """From fetched batches to applied and committed ones, without holding up the fetching.
 
-The consumer hands every fetched batch to :meth:`BatchPipeline.put`, which starts decoding it
-(in a thread: pure CPU) and returns, so the next fetch starts at once instead of after the
-batch in the database. One applier task takes what has arrived, in arrival order, up to
-``batch_max_records``, and applies it in one transaction; whatever arrives meanwhile is the
-next transaction. Offsets are committed in the same order, each only after its transaction
-committed, and nothing is applied or committed after a batch that was not applied.
+The consumer hands every fetched batch to :meth:`BatchPipeline.put`, which queues it and
+returns, so the next fetch starts at once instead of after the batch in the database. One
+applier task takes what has arrived, in arrival order, up to ``batch_max_records``, and applies
+it in one transaction; whatever arrives meanwhile is the next transaction. Offsets are committed
+in the same order, each only after its transaction committed, and nothing is applied or
+committed after a batch that was not applied.
+
+Decoding is pure CPU, and it is done on the event loop's thread while that thread would
+otherwise wait: the transaction decodes the waiting batches while the server reads and writes
+(``PreparedBatch.while_waiting``), and whatever is left is decoded when the batch is taken. It
+used to run in a thread of its own, but a CPU-bound thread holds the GIL for up to the switch
+interval (5 ms) each time the event loop wakes up for a socket, and reading a batch's rows wakes
+it dozens of times (docs/performance.md, round six).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 
 from worker.decoding import Record
-from worker.persistence.registry import PreparedBatch, prepare_batch
+from worker.persistence.registry import Decoded, PreparedBatch, decode_records
 from worker.settings import Settings
 
 log = logging.getLogger("modelreg.worker")
@@ -50,17 +57,30 @@ def to_records(raw: RawBatch) -> list[Record]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
 class Fetched:
-    raw: RawBatch
-    decoded: asyncio.Task[PreparedBatch]
+    """A fetched batch, decoded a few records at a time by whoever has the time."""
+
+    __slots__ = ("decoded", "raw", "records")
+
+    def __init__(self, raw: RawBatch) -> None:
+        self.raw = raw
+        self.records = to_records(raw)
+        self.decoded: list[Decoded] = []
+
+    @property
+    def undecoded(self) -> int:
+        return len(self.records) - len(self.decoded)
+
+    def decode(self, count: int, settings: Settings) -> None:
+        start = len(self.decoded)
+        self.decoded.extend(decode_records(self.records[start : start + count], settings))
 
 
-def merge(parts: Sequence[PreparedBatch]) -> PreparedBatch:
+def merge(parts: Sequence[Fetched]) -> tuple[list[Record], list[Decoded]]:
     if len(parts) == 1:
-        return parts[0]
+        return parts[0].records, parts[0].decoded
     records = [record for part in parts for record in part.records]
-    return PreparedBatch(records, [item for part in parts for item in part.decoded])
+    return records, [item for part in parts for item in part.decoded]
 
 
 class BatchPipeline:
@@ -96,17 +116,39 @@ class BatchPipeline:
             )
             if self.halted or not self._accepting:
                 return False
-            decoded = asyncio.create_task(asyncio.to_thread(self._prepare, raw))
-            self._waiting.append(Fetched(raw, decoded))
+            self._waiting.append(Fetched(raw))
             self._waiting_records += len(raw)
             self._changed.notify_all()
         if self._applier is None:
             self._applier = asyncio.create_task(self._apply_loop(), name="apply-batches")
         return True
 
-    def _prepare(self, raw: RawBatch) -> PreparedBatch:
-        """Run in a thread: none of this per-record work is done on the event loop."""
-        return prepare_batch(to_records(raw), self.settings)
+    def _decode_waiting(self, share: float) -> None:
+        """Decode ``share`` of what waits behind the batch in the database, oldest first.
+
+        Decoding reports bad input as rejections; anything it raises is a bug, and it must not
+        fail the transaction in front. It is left for the applier to meet again when it takes
+        that batch, which stops the worker (see ``_apply_loop``).
+        """
+        todo = math.ceil(share * sum(fetched.undecoded for fetched in self._waiting))
+        try:
+            for fetched in self._waiting:
+                if todo <= 0:
+                    return
+                count = min(todo, fetched.undecoded)
+                if count:
+                    fetched.decode(count, self.settings)
+                    todo -= count
+        except Exception:
+            return
+
+    def _prepare(self, taken: Sequence[Fetched]) -> PreparedBatch:
+        """The taken batches, their last records decoded now if nothing had the time before."""
+        for fetched in taken:
+            if fetched.undecoded:
+                fetched.decode(fetched.undecoded, self.settings)
+        records, decoded = merge(taken)
+        return PreparedBatch(records, decoded, while_waiting=self._decode_waiting)
 
     def _take(self) -> list[Fetched]:
         """What has arrived, oldest first, up to one batch's worth (at least one fetch)."""
@@ -130,7 +172,7 @@ class BatchPipeline:
                     taken = self._take()
                     self._applying = True
                     self._changed.notify_all()
-                batch = merge([await fetched.decoded for fetched in taken])
+                batch = self._prepare(taken)
                 if not await self.processor.process(batch):
                     self.halted = True  # stopping: the partitions' next owner re-reads the rest
                     return
@@ -176,8 +218,6 @@ class BatchPipeline:
         async with self._changed:
             self._accepting = False
             self._changed.notify_all()
-        for fetched in self._waiting:
-            fetched.decoded.cancel()
         if self._applier is not None:
             await asyncio.shield(self._applier)
         if self._committing is not None:
