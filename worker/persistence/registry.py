@@ -499,7 +499,7 @@ async def _apply_isolating(
     conn: psycopg.AsyncConnection[Any],
     decoded: Sequence[Decoded],
     settings: Settings,
-    while_waiting: WhileWaiting = nothing_to_do,
+    while_waiting: WhileWaiting,
 ) -> BatchReport:
     """Bisect on data errors until the record the database refuses is alone, then dead-letter it."""
     try:
@@ -524,4 +524,4 @@ async def apply_batch(
         return BatchReport()
     if isinstance(records, PreparedBatch):
         return await _apply_isolating(conn, records.decoded, settings, records.while_waiting)
-    return await _apply_isolating(conn, decode_records(records, settings), settings)
+    return await _apply_isolating(conn, decode_records(records, settings), settings, nothing_to_do)

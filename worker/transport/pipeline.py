@@ -71,9 +71,13 @@ class Fetched:
     def undecoded(self) -> int:
         return len(self.records) - len(self.decoded)
 
-    def decode(self, count: int, settings: Settings) -> None:
+    def decode(self, count: int, settings: Settings) -> int:
+        """Decode up to ``count`` more records; how many it decoded."""
         start = len(self.decoded)
-        self.decoded.extend(decode_records(self.records[start : start + count], settings))
+        more = self.records[start : start + count]
+        if more:
+            self.decoded.extend(decode_records(more, settings))
+        return len(more)
 
 
 def merge(parts: Sequence[Fetched]) -> tuple[list[Record], list[Decoded]]:
@@ -135,18 +139,14 @@ class BatchPipeline:
             for fetched in self._waiting:
                 if todo <= 0:
                     return
-                count = min(todo, fetched.undecoded)
-                if count:
-                    fetched.decode(count, self.settings)
-                    todo -= count
+                todo -= fetched.decode(todo, self.settings)
         except Exception:
             return
 
     def _prepare(self, taken: Sequence[Fetched]) -> PreparedBatch:
         """The taken batches, their last records decoded now if nothing had the time before."""
         for fetched in taken:
-            if fetched.undecoded:
-                fetched.decode(fetched.undecoded, self.settings)
+            fetched.decode(fetched.undecoded, self.settings)
         records, decoded = merge(taken)
         return PreparedBatch(records, decoded, while_waiting=self._decode_waiting)
 
