@@ -47,7 +47,13 @@ class Settings(BaseSettings):
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
     kafka_fetch_max_wait_ms: int = Field(
-        100, ge=1, description="Longest a fetch waits on the broker for new records."
+        50,
+        ge=1,
+        description=(
+            "Longest a fetch waits on the broker for new records. Apache Kafka answers as soon as"
+            " a record arrives; some Kafka-compatible brokers hold the fetch for the whole wait,"
+            " which then bounds the latency."
+        ),
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

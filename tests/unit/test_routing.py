@@ -37,6 +37,7 @@ def settings() -> Settings:
         kafka_group_id="routing-test",
         batch_max_records=123,
         batch_timeout_ms=77,
+        kafka_fetch_max_wait_ms=33,
     )
 
 
@@ -67,6 +68,12 @@ def test_offsets_are_never_committed_automatically(worker: Any) -> None:
     assert subscriber.ack_policy is AckPolicy.MANUAL
     assert subscriber._connection_args["enable_auto_commit"] is False
     assert subscriber._connection_args["auto_offset_reset"] == "earliest"
+
+
+def test_a_fetch_waits_on_the_broker_no_longer_than_configured(worker: Any) -> None:
+    # Some Kafka-compatible brokers hold every fetch for the whole wait: it bounds the latency.
+    subscriber = next(iter(worker[0].broker.subscribers))
+    assert subscriber._connection_args["fetch_max_wait_ms"] == 33
 
 
 @pytest.mark.parametrize("topic", ["test.provider-sync", "test.admin"])
