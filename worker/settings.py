@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "Longest a fetch waits on the broker for new records. Apache Kafka answers as soon as"
-            " a record arrives; some Kafka-compatible brokers hold the fetch for the whole wait,"
+            " a record arrives; some Kafka-compatible brokers can hold a fetch for the whole wait,"
             " which then bounds the latency."
         ),
     )
