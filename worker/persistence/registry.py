@@ -522,6 +522,6 @@ async def apply_batch(
     """Apply records in order; raises only on database trouble (to be retried by the caller)."""
     if not records:
         return BatchReport()
-    if isinstance(records, PreparedBatch):
-        return await _apply_isolating(conn, records.decoded, settings, records.while_waiting)
-    return await _apply_isolating(conn, decode_records(records, settings), settings, nothing_to_do)
+    if not isinstance(records, PreparedBatch):
+        records = PreparedBatch(records, decode_records(records, settings))
+    return await _apply_isolating(conn, records.decoded, settings, records.while_waiting)
