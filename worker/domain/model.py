@@ -79,7 +79,14 @@ class Decision:
     lifecycle: tuple[LifecycleEvent, ...] = ()
     audit: tuple[TierAuditEntry, ...] = ()
     rejection: Rejection | None = None
-    changed: bool = field(default=False)
+    #: The model before the event (None for a new one); only :attr:`changed` reads it.
+    before: ModelState | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def changed(self) -> bool:
+        """Whether an applied event changed the model. Computed on demand: comparing two metas
+        costs microseconds, and the registry diffs rows once per batch, not per event."""
+        return self.outcome is Outcome.APPLIED and self.state != self.before
 
 
 class Registry(Protocol):

@@ -133,12 +133,18 @@ def model_synced(event: ModelSynced, current: ModelState | None, _: Registry) ->
         )
     _same_provider(current, data.provider)
     restore = current.withdrawn and not current.is_available and not current.is_archived
-    return replace(
-        current,
+    # Built directly rather than with dataclasses.replace: this runs for every provider sync,
+    # and replace() costs a few microseconds more.
+    return ModelState(
+        id=current.id,
+        name=current.name,
+        provider=current.provider,
         meta=_merged(current.meta, data.meta),
         is_available=True if restore else current.is_available,
-        withdrawn=False,
+        is_legacy=current.is_legacy,
+        is_archived=current.is_archived,
         last_synced_at=event.occurred_at,
+        withdrawn=False,
     )
 
 
@@ -366,5 +372,5 @@ def decide(event: InboundEvent, current: ModelState | None, registry: Registry) 
         state=after,
         lifecycle=lifecycle,
         audit=audit,
-        changed=after != current,
+        before=current,
     )
