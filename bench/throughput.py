@@ -22,7 +22,7 @@ events that each change the availability or legacy state of one of those models.
 
     python bench/throughput.py                      # the full workload, embedded services
     python bench/throughput.py --quick              # 20,000 events, a smoke run
-    python bench/throughput.py --scale-rows 1000000 # also: the worker with 1M rows in models
+    python bench/throughput.py --scale-rows 200000 1000000  # also: 200k and 1M rows in models
     python bench/throughput.py --profile            # also: a py-spy profile of the worker
     MODELREG_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/throughput.py
 
@@ -301,8 +301,9 @@ def seed_models(url: str, models: Sequence[ModelSeed]) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def fill_models(url: str, rows: int, rng: random.Random) -> float:
-    """Add ``rows`` filler models (about 1 KB of meta each); return the seconds it took.
+def fill_models(url: str, rows: int, rng: random.Random, start: int = 0) -> float:
+    """Add ``rows`` filler models (about 1 KB of meta each), numbered from ``start`` (a table
+    filled before holds the ones below it); return the seconds it took.
 
     The secondary indexes are dropped for the COPY and rebuilt after it (much faster than
     maintaining the GIN indexes row by row); the end state is that of a migrated table.
@@ -322,7 +323,7 @@ def fill_models(url: str, rows: int, rng: random.Random) -> float:
             conn.cursor() as cur,
             cur.copy("COPY models (id, name, provider, meta, updated_at) FROM STDIN") as copy,
         ):
-            for i in range(rows):
+            for i in range(start, start + rows):
                 model_id = f"filler-{i % 16}/f{i:08d}-v1"
                 meta["displayName"] = model_id
                 meta["contextLength"] = 8192 + i % 100000
@@ -458,6 +459,24 @@ def print_table(results: Sequence[Result], cores: int) -> str:
             f" | {_fmt(r.pg_cpu_s, '.1f')} | {_fmt(busy * 100, '.0f')}%"
             f" | {_fmt(steal * 100, '.0f')}% |"
         )
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def print_scaling(results: Sequence[Result]) -> str:
+    """Each scenario's rate at every table size, against its rate at the smallest size."""
+    lines = ["", "cost with table size (events/s, change against the smallest table):"]
+    for scenario in ("limit", "worker"):
+        runs = [r for r in results if r.scenario in (scenario, f"{scenario} @scale")]
+        if not runs:
+            continue
+        first = runs[0]
+        cells = [f"{first.rows_in_models:,} rows {first.rate:,.0f}"]
+        for r in runs[1:]:
+            change = (r.rate / first.rate - 1) * 100
+            cells.append(f"{r.rows_in_models:,} rows {r.rate:,.0f} ({change:+.1f}%)")
+        lines.append(f"  {scenario}: " + ", ".join(cells))
     text = "\n".join(lines)
     print(text)
     return text
@@ -1356,24 +1375,30 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" longest pause of the benchmark's own garbage collector"
             f" {summary['harness_gc_max_ms']:.0f} ms"
         )
-    if args.scale_rows:
-        filled = ctx.database("scaled_template", template_name)
-        extra = max(0, args.scale_rows - args.models)
+    source, have = template_name, args.models
+    for step, target in enumerate(sorted(set(args.scale_rows))):
+        # Each size adds rows to the one before it: filling 1M rows once costs minutes.
+        name = f"scaled{step}_template"
+        filled = ctx.database(name, source)
+        extra = max(0, target - have)
         print(f"  filling models with {extra:,} more rows ...", flush=True)
-        fill_s = await asyncio.to_thread(fill_models, filled, extra, random.Random(2))
+        fill_s = await asyncio.to_thread(
+            fill_models, filled, extra, random.Random(2 + step), have - args.models
+        )
         print(f"  filled in {fill_s:.0f} s", flush=True)
-        scaled = f"mrbench_{ctx.tag}_scaled_template"
-        total_rows = extra + args.models
+        source, have = f"mrbench_{ctx.tag}_{name}", have + extra
         if not args.skip_limit:
-            url = ctx.database("limit_scaled", scaled)
-            result = await asyncio.to_thread(run_limit, url, workload, total_rows, False)
+            url = ctx.database(f"limit_scaled{step}", source)
+            result = await asyncio.to_thread(run_limit, url, workload, have, False)
             result.scenario = "limit @scale"
             report(result)
-        url = ctx.database("worker_scaled", scaled)
-        settings = scenario_settings("scaled", url)
-        report(await run_worker(ctx, settings, "worker @scale", workload, total_rows))
+        url = ctx.database(f"worker_scaled{step}", source)
+        settings = scenario_settings(f"scaled{step}", url)
+        report(await run_worker(ctx, settings, "worker @scale", workload, have))
     print()
     out["table"] = print_table(results, cores)
+    if args.scale_rows:
+        out["scaling"] = print_scaling(results)
     out["results"] = [asdict(r) | {"rate": r.rate} for r in results]
     return out
 
@@ -1388,7 +1413,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="20,000 events over 4,000 models")
     parser.add_argument(
-        "--scale-rows", type=int, default=0, help="also run with this many rows in models"
+        "--scale-rows",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="ROWS",
+        help="also run limit and worker with this many rows in models (several sizes allowed)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="limit and worker runs, alternating; best is kept"
