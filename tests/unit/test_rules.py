@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +78,22 @@ def test_a_sync_does_not_touch_the_lifecycle_flags_of_an_existing_model() -> Non
     assert (model.is_available, model.is_legacy, model.is_archived) == (True, True, False)
     assert model.meta["legacyReplacementModelId"] == "m2"
     assert decision.lifecycle == ()
+
+
+def test_a_sync_carries_over_every_field_of_the_model_it_does_not_own() -> None:
+    # model_synced builds the new state field by field (faster than dataclasses.replace): a
+    # field added to ModelState must be carried over there too, or a sync would reset it.
+    owned = {"meta", "is_available", "withdrawn", "last_synced_at"}
+    carried = {"id", "name", "provider", "is_legacy", "is_archived"}
+    assert {f.name for f in dataclasses.fields(ModelState)} == owned | carried, (
+        "ModelState changed: update model_synced in worker/domain/rules.py and this spec"
+    )
+    current = state(
+        name="Kept Name", is_available=False, is_legacy=True, is_archived=True, withdrawn=False
+    )
+    model = applied(decide(b.synced("m1", {"displayName": "x"}), current, EMPTY))
+    for name in carried:
+        assert getattr(model, name) == getattr(current, name), name
 
 
 def test_a_sync_older_than_the_last_applied_sync_is_stale() -> None:
