@@ -81,8 +81,8 @@ def test_a_sync_does_not_touch_the_lifecycle_flags_of_an_existing_model() -> Non
 
 
 def test_a_sync_carries_over_every_field_of_the_model_it_does_not_own() -> None:
-    # model_synced builds the new state field by field (faster than dataclasses.replace): a
-    # field added to ModelState must be carried over there too, or a sync would reset it.
+    # A sync owns four fields and carries the rest over; a field added to ModelState must be
+    # placed on one side or the other, so the field set is part of the spec.
     owned = {"meta", "is_available", "withdrawn", "last_synced_at"}
     carried = {"id", "name", "provider", "is_legacy", "is_archived"}
     assert {f.name for f in dataclasses.fields(ModelState)} == owned | carried, (
