@@ -661,7 +661,7 @@ async def run_worker(
     if profile is not None:
         spy = subprocess.Popen(
             [
-                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                py_spy() or "py-spy",
                 "record",
                 "--pid",
                 str(worker.pid),
@@ -1128,7 +1128,10 @@ PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("decode: other", ("decode_records (", "decode (worker/decoding.py")),
     ("rules: decide (merge, re-validate, lifecycle events)", ("decide (worker/domain/rules.py",)),
     ("registry: psycopg (adapt, send, receive)", ("psycopg/", "psycopg_pool/")),
-    ("registry: python (fold, dirty check, json dumps)", ("worker/persistence/registry.py",)),
+    (
+        "registry: python (fold, dirty check, json dumps)",
+        ("worker/persistence/registry.py", "worker/persistence/session.py"),
+    ),
     ("outbox relay", ("worker/transport/relay.py", "worker/persistence/outbox.py")),
     ("kafka: aiokafka (fetch, parse, commit)", ("aiokafka/",)),
     ("faststream dispatch", ("faststream/",)),
@@ -1137,7 +1140,11 @@ PROFILE_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
 
 #: Inclusive shares of a few functions worth a proposal.
 PROFILE_FUNCTIONS: list[tuple[str, tuple[str, ...]]] = [
-    ("apply_batch (everything per batch)", ("apply_batch (worker/persistence/registry.py",)),
+    (
+        "applying a batch (read-ahead session or apply_batch)",
+        ("ReadAheadSession.apply (", "apply_batch (worker/persistence/registry.py"),
+    ),
+    ("freeing a batch's decoded events", ("PreparedBatch.release (",)),
     ("decode_records", ("decode_records (",)),
     ("ModelMeta validation (normalize_meta / model_validate)", ("model_validate (",)),
     ("check_json_value / _depth", ("check_json_value (", "_depth (")),
@@ -1146,7 +1153,8 @@ PROFILE_FUNCTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("merge_valid_meta (json.dumps for the size check)", ("merge_valid_meta (",)),
     ("lifecycle_changes", ("lifecycle_changes (",)),
     ("registry _dumps (json.dumps of meta/params)", ("_dumps (worker/persistence/registry.py",)),
-    ("_read (claim + SELECT ... FOR UPDATE, one round trip)", ("_read (worker/persistence/",)),
+    ("receive_reads (the rows, the claim's answer)", ("receive_reads (",)),
+    ("ModelRows.take (parsing the rows a round at a time)", ("ModelRows.take (",)),
     ("_write (upserts, outbox)", ("_write (worker/persistence/registry.py",)),
     ("to_records", ("to_records (",)),
     ("commit_offsets", ("commit_offsets (",)),
@@ -1462,7 +1470,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.events, args.models = 20_000, 4_000
         args.latency_seconds = min(args.latency_seconds, 5.0)
+    if args.profile and py_spy() is None:
+        parser.error("--profile needs py-spy on PATH or beside this Python: pip install py-spy")
     return args
+
+
+def py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
 
 def main() -> int:

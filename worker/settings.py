@@ -77,6 +77,14 @@ class Settings(BaseSettings):
             " again, so a record arriving while idle can wait up to twice this."
         ),
     )
+    batch_read_ahead: bool = Field(
+        True,
+        description=(
+            "Apply batches on one connection held for the purpose, sending the next batch's"
+            " reads right behind each commit so the database reads while the worker decodes."
+            " Off: each batch takes a pooled connection and reads after it is decoded."
+        ),
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0)
     retry_max_backoff_s: float = Field(10.0, gt=0)
     outbox_poll_interval_s: float = Field(1.0, gt=0)

@@ -477,6 +477,7 @@ def test_a_value_without_a_json_form_aborts_before_anything_is_dropped(legacy_db
         "0003b_adopt_legacy_run.sql",
         "0004_models_indexes.sql",
         "0005_meta_index_path_ops.sql",
+        "0006_claim_all.sql",
     ]
     assert execute(
         legacy_db, "SELECT meta->'outputCostPerMillionTokens' FROM models WHERE id = 'legacy-00042'"

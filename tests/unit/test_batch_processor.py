@@ -303,3 +303,89 @@ async def test_nothing_after_a_batch_that_was_not_applied_is_applied_or_committe
     await hand_over(worker, topic, 1)
     assert processor.attempted == {0}
     assert committed == []
+
+
+class ReadingAheadProcessor(GatedProcessor):
+    """Takes the next batch while applying one, as the read-ahead session does."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.taken: list[list[int] | None] = []
+        self.closed = 0
+        self.may_take = self.gate
+
+    async def process(self, records: Sequence[Record], take_next: Any = None) -> bool:
+        await self.may_take.wait()
+        following = await take_next()
+        self.taken.append(None if following is None else [r.offset for r in following])
+        await self.gate.wait()
+        self.applied.append(records[0].offset)
+        self.sizes.append(len(records))
+        return True
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def reading_ahead_worker(settings: Settings) -> tuple[Any, ReadingAheadProcessor, list[int]]:
+    worker, _, committed = pipelined_worker(settings)
+    processor = ReadingAheadProcessor(settings)
+    worker.pipeline.processor = processor
+    return worker, processor, committed
+
+
+async def test_the_batch_taken_ahead_is_the_next_one_applied_and_committed(
+    settings: Settings,
+) -> None:
+    worker, processor, committed = reading_ahead_worker(settings)
+    topic = settings.provider_sync_topic
+    await hand_over(worker, topic, 0)
+    await asyncio.sleep(0.05)  # in the database
+    for offset in (1, 2, 3):
+        await hand_over(worker, topic, offset)
+
+    processor.gate.set()
+    assert await worker.wait_in_flight()
+    assert processor.taken == [[1, 2, 3], None], "what waited is taken whole, then nothing"
+    assert processor.applied == [0, 1] and processor.sizes == [1, 3]
+    assert committed == [0, 3]
+
+
+async def test_a_batch_taken_ahead_is_decoded_before_what_waits_behind_it(
+    settings: Settings,
+) -> None:
+    small = settings.model_copy(update={"batch_max_records": 2})
+    worker, _, _ = pipelined_worker(small)
+    pipe = worker.pipeline
+    await hand_over(worker, small.provider_sync_topic, 0, 1)
+    await asyncio.sleep(0.05)  # in the database
+    await hand_over(worker, small.provider_sync_topic, 2, 3)
+    taken = await pipe._take_next()
+    assert taken is not None and [r.offset for r in taken] == [2, 3]
+    await hand_over(worker, small.provider_sync_topic, 4, 5)  # waits behind it
+
+    pipe._decode_waiting(0.5)
+
+    assert [len(f.decoded) for f in pipe._ahead] == [2]
+    assert [len(f.decoded) for f in pipe._waiting] == [0]
+
+
+async def test_stopping_leaves_the_batch_taken_ahead_unapplied_and_rolled_back(
+    settings: Settings,
+) -> None:
+    one_by_one = settings.model_copy(update={"batch_max_records": 1})
+    worker, processor, committed = reading_ahead_worker(one_by_one)
+    processor.may_take = asyncio.Event()
+    topic = settings.provider_sync_topic
+    await hand_over(worker, topic, 0)
+    await hand_over(worker, topic, 1)  # returns once 0 is in the database
+    processor.may_take.set()
+    await asyncio.sleep(0.05)  # 1 taken ahead
+    stopping = asyncio.create_task(worker.pipeline.stop())
+    await asyncio.sleep(0.05)
+
+    processor.gate.set()
+    await asyncio.wait_for(stopping, 5)
+    assert processor.taken == [[1]]
+    assert processor.applied == [0] and committed == [0], "the batch in hand is finished"
+    assert processor.closed == 1, "the reads sent ahead are rolled back"

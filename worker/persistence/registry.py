@@ -1,9 +1,10 @@
 """Applies a batch of Kafka records to the registry in one transaction, with set-based SQL.
 
 The order of work inside the transaction is what makes the worker safe to scale out:
-1. claim the batch's event ids in ``processed_events`` (a replay or a second consumer that
-   briefly owns the same partition finds them claimed and treats them as duplicates);
-2. load and lock the models the batch touches;
+1. load and lock the models the batch touches, in id order;
+2. claim the batch's event ids in ``processed_events`` (a replay or a second consumer that
+   briefly owns the same partition finds them claimed and treats them as duplicates; locking
+   first, in one order, makes two such consumers wait for each other instead of deadlocking);
 3. fold every event through the pure rules, in order, in memory;
 4. write the final rows, sync state, audit rows and outbox rows (lifecycle events and dead
    letters) with one statement each per round of ``WRITE_EVERY`` events, then ``NOTIFY`` the
@@ -14,10 +15,13 @@ finishes the writes, the transaction does the caller's ``while_waiting`` work (t
 its next batch there), so the one Python thread is busy while the database is.
 A record the database refuses to store (a data error) is isolated by bisecting the batch and
 dead-lettered alone, so one poison event never sinks the rest.
+``session.py`` runs the same steps batch after batch on one connection, with step 1 of the next
+batch queued behind this one's commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, overload
 
 import psycopg
+from psycopg import abc
+from psycopg.adapt import Transformer
 from psycopg.rows import tuple_row
 
 from contracts.events import InboundEvent, MarkLegacy
@@ -77,14 +83,62 @@ class OutboxRow:
     headers: list[tuple[str, str]]
 
 
+class ModelRows:
+    """The rows of the models a batch read, parsed only when the fold is about to need them.
+
+    Parsing a thousand rows (meta included) takes about 8 ms, in which the server would wait
+    for the first round of writes; parsed a round at a time, all but the first round's rows are
+    parsed while the server writes the round before.
+    """
+
+    def __init__(
+        self,
+        models: psycopg.AsyncCursor[Any] | None = None,
+        extra: Mapping[str, ModelState] | None = None,
+    ) -> None:
+        self._index: dict[str, int] = {}
+        self._rows: abc.Transformer | None = None
+        if models is not None and models.pgresult is not None:
+            result = models.pgresult
+            self._rows = Transformer.from_context(models)
+            self._rows.set_pgresult(result)
+            ids = (result.get_value(i, 0) for i in range(result.ntuples))
+            self._index = {bytes(mid or b"").decode(): i for i, mid in enumerate(ids)}
+        self._extra = dict(extra or {})
+
+    def take(self, model_ids: Iterable[str]) -> dict[str, ModelState]:
+        """These models' states, each at most once (a model not returned is not in the table)."""
+        taken: dict[str, ModelState] = {}
+        for mid in model_ids:
+            row = self._index.pop(mid, None)
+            if row is not None and self._rows is not None:
+                taken[mid] = state_from_row(self._rows.load_row(row, tuple))
+            elif (state := self._extra.pop(mid, None)) is not None:
+                taken[mid] = state
+        return taken
+
+    def take_unlocked(self) -> dict[str, ModelState]:
+        """The models read without a lock (replacement chains, referrers), as locked if they are."""
+        return self.take(list(self._extra))
+
+
 class BatchView:
     """The registry as the rules see it while a batch is folded: loaded rows plus batch edits."""
 
-    def __init__(self, loaded: Mapping[str, ModelState], referrers: Mapping[str, set[str]]):
-        self.loaded = dict(loaded)
-        self.current: dict[str, ModelState] = dict(loaded)
+    def __init__(self, rows: ModelRows, referrers: Mapping[str, set[str]]):
+        self.rows = rows
+        self.loaded = rows.take_unlocked()
+        self.current: dict[str, ModelState] = dict(self.loaded)
         self.dirty: set[str] = set()
         self._referrers = referrers
+
+    def load(self, model_ids: Iterable[str]) -> None:
+        """Make these models' rows part of the view before the events touching them are folded."""
+        for mid, state in self.rows.take(
+            mid for mid in model_ids if mid not in self.loaded
+        ).items():
+            self.loaded[mid] = state
+            self.current.setdefault(mid, state)
 
     def update(self, state: ModelState) -> None:
         self.current[state.id] = state
@@ -117,6 +171,18 @@ INSERT INTO processed_events (event_id)
 SELECT value::uuid FROM jsonb_array_elements_text(%s::jsonb)
 ON CONFLICT DO NOTHING
 RETURNING event_id
+"""
+
+#: Claims every id and aborts the transaction if one was claimed before (migration 0006): for a
+#: batch folded as if all its events were new, without waiting for the answer.
+CLAIM_ALL = """
+WITH claimed AS (
+    INSERT INTO processed_events (event_id)
+    SELECT value::uuid FROM jsonb_array_elements_text(%s::jsonb)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT modelreg_claimed_all(count(*), %s) FROM claimed
 """
 
 #: A model with its sync bookkeeping, in the column order of :func:`state_from_row`.
@@ -278,6 +344,10 @@ async def write_outbox(cur: psycopg.AsyncCursor[Any], rows: Sequence[OutboxRow])
 
 Decoded = tuple[Record, InboundEvent | Rejection]
 
+Reads = tuple[set[uuid.UUID], ModelRows, dict[str, set[str]]]
+"""What a batch's reads returned: the event ids it claimed, the models' rows, and the legacy
+models naming each archived model as their replacement."""
+
 WhileWaiting = Callable[[float], None]
 """Work for the transaction to do while the server works: called with the share of it to do
 now (``SHARE_WHILE_READING`` while the server reads, 1.0 once the last writes are sent)."""
@@ -313,6 +383,15 @@ class PreparedBatch(Sequence[Record]):
     def __len__(self) -> int:
         return len(self.records)
 
+    def release(self) -> None:
+        """Drop the decoded events once the batch is written.
+
+        Freeing a thousand events takes a few milliseconds; done before waiting for the commit,
+        it overlaps the server's work instead of delaying the next batch. Applying the batch
+        again decodes its records anew.
+        """
+        self.decoded = []
+
 
 def decode_records(records: Sequence[Record], settings: Settings) -> list[Decoded]:
     keys = {k: v.get_secret_value().encode() for k, v in settings.admin_keys.items()}
@@ -324,20 +403,39 @@ def decode_records(records: Sequence[Record], settings: Settings) -> list[Decode
     return decoded
 
 
-async def _read(
-    conn: psycopg.AsyncConnection[Any],
-    events: Sequence[InboundEvent],
-    while_waiting: WhileWaiting,
-) -> tuple[set[uuid.UUID], dict[str, ModelState], dict[str, set[str]]]:
-    """Claim the batch's event ids and read what its rules need, in one round trip.
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """The reads that need decoded events, sent and not yet answered."""
 
-    The models of every event are locked, duplicates' included (a replay is rare, and claiming
-    first would cost a round trip). Part of the waiting work is done before the answer is read:
-    the server reads in less time than it writes, so most is left for the writes.
+    claim: psycopg.AsyncCursor[Any] | None
+    chains: psycopg.AsyncCursor[Any] | None
+    referring: psycopg.AsyncCursor[Any] | None
+
+
+async def send_model_reads(
+    conn: psycopg.AsyncConnection[Any], model_ids: Sequence[str]
+) -> psycopg.AsyncCursor[Any]:
+    """Read and lock these models, in id order (two consumers lock in the same order)."""
+    models = conn.cursor(row_factory=tuple_row)
+    await models.execute(LOAD_MODELS, (_dumps(sorted(model_ids)),))
+    return models
+
+
+async def send_lookups(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent], *, claim: bool = True
+) -> Lookups:
+    """Claim the events' ids, and read the replacement chains and referrers their rules need.
+
+    Sent after the models' read: every consumer locks models first and claims after, so two
+    consumers that briefly share a partition wait for each other instead of deadlocking.
+    Without ``claim``, the caller claims with :func:`claim_all`.
     """
-    claim, models = conn.cursor(row_factory=tuple_row), conn.cursor(row_factory=tuple_row)
-    await claim.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
-    await models.execute(LOAD_MODELS, (_dumps(sorted({e.data.id for e in events})),))
+    if not events:
+        return Lookups(None, None, None)
+    claimed = None
+    if claim:
+        claimed = conn.cursor(row_factory=tuple_row)
+        await claimed.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
     replacements = sorted(
         {
             e.data.replacement_model_id
@@ -345,28 +443,68 @@ async def _read(
             if isinstance(e, MarkLegacy) and e.data.replacement_model_id is not None
         }
     )
-    chains = conn.cursor(row_factory=tuple_row)
+    chains = None
     if replacements:
+        chains = conn.cursor(row_factory=tuple_row)
         await chains.execute(LOAD_REPLACEMENT_CHAINS, (replacements,))
     archived = sorted({e.data.id for e in events if e.type == "model.archive"})
-    referring = conn.cursor(row_factory=tuple_row)
+    referring = None
     if archived:
+        referring = conn.cursor(row_factory=tuple_row)
         await referring.execute(LOAD_REFERRERS, (archived,))
-    while_waiting(SHARE_WHILE_READING)
-    claimed: set[uuid.UUID] = {row[0] for row in await claim.fetchall()}
-    loaded = {row[0]: state_from_row(row) for row in await models.fetchall()}
-    if replacements:
-        for row in await chains.fetchall():
+    return Lookups(claimed, chains, referring)
+
+
+async def claim_all(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent]
+) -> set[uuid.UUID]:
+    """Claim the events' ids without reading the answer; a replayed id aborts the transaction.
+
+    Returns the ids claimed if the transaction goes on, for the fold to treat as new.
+    """
+    ids = list(dict.fromkeys(e.event_id for e in events))
+    if ids:
+        await conn.execute(CLAIM_ALL, (_dumps([str(i) for i in ids]), len(ids)))
+    return set(ids)
+
+
+async def receive_reads(models: psycopg.AsyncCursor[Any], lookups: Lookups) -> Reads:
+    """The claimed ids, the models' rows and who refers to the archived ones."""
+    with contextlib.suppress(IndexError):  # raised for no rows, once they have arrived
+        await models.scroll(0)  # receive the rows; they are parsed as the fold needs them
+    loaded: dict[str, ModelState] = {}
+    claimed: set[uuid.UUID] = set()
+    if lookups.claim is not None:
+        claimed = {row[0] for row in await lookups.claim.fetchall()}
+    if lookups.chains is not None:
+        for row in await lookups.chains.fetchall():
             loaded.setdefault(row[0], state_from_row(row))
     referrers: dict[str, set[str]] = {}
-    if archived:
+    if lookups.referring is not None:
         # read, not locked: the archive changes the replacement, not the models naming it
-        for row in await referring.fetchall():
+        for row in await lookups.referring.fetchall():
             referrer = state_from_row(row)
             loaded.setdefault(referrer.id, referrer)
             target = referrer.meta["legacyReplacementModelId"]
             referrers.setdefault(target, set()).add(referrer.id)
-    return claimed, loaded, referrers
+    return claimed, ModelRows(models, loaded), referrers
+
+
+async def _read(
+    conn: psycopg.AsyncConnection[Any],
+    events: Sequence[InboundEvent],
+    while_waiting: WhileWaiting,
+) -> Reads:
+    """Lock the batch's models, claim its event ids and read what its rules need: one round trip.
+
+    The models of every event are locked, duplicates' included (a replay is rare, and claiming
+    first would cost a round trip). Part of the waiting work is done before the answer is read:
+    the server reads in less time than it writes, so most is left for the writes.
+    """
+    models = await send_model_reads(conn, list({e.data.id for e in events}))
+    lookups = await send_lookups(conn, events)
+    while_waiting(SHARE_WHILE_READING)
+    return await receive_reads(models, lookups)
 
 
 async def _write(
@@ -441,52 +579,72 @@ def _sync_changed(before: ModelState | None, after: ModelState) -> bool:
     )
 
 
+async def fold_and_write(
+    cur: psycopg.AsyncCursor[Any],
+    decoded: Sequence[Decoded],
+    reads: Reads,
+    settings: Settings,
+) -> BatchReport:
+    """Fold the batch through the rules in order, sending its writes every ``WRITE_EVERY`` events.
+
+    ``reads`` is what :func:`receive_reads` returned for this batch, in this transaction.
+    """
+    claimed, rows, referrers = reads
+    claimed = set(claimed)
+    report = BatchReport(transactions=1)
+    outbox: list[OutboxRow] = []
+    decisions: list[Decision] = []
+    view = BatchView(rows, referrers)
+    last_touch = {
+        item.data.id: index
+        for index, (_, item) in enumerate(decoded)
+        if not isinstance(item, Rejection)
+    }
+    for index, (record, item) in enumerate(decoded):
+        if index % WRITE_EVERY == 0:
+            view.load(
+                e.data.id
+                for _, e in decoded[index : index + WRITE_EVERY]
+                if not isinstance(e, Rejection)
+            )
+        if isinstance(item, Rejection):
+            outbox.append(dead_letter(record, item, settings.dead_letter_topic))
+            report.results.append(EventResult(record.topic, "?", Outcome.REJECTED))
+        elif item.event_id not in claimed:
+            report.results.append(_result(record, item, Outcome.DUPLICATE))
+        else:
+            claimed.discard(item.event_id)  # a second copy inside the batch is a duplicate
+            decision = decide(item, view.get(item.data.id), view)
+            if decision.rejection is not None:
+                rejection = decision.rejection
+                outbox.append(dead_letter(record, rejection, settings.dead_letter_topic))
+            elif decision.outcome is Outcome.APPLIED and decision.state is not None:
+                view.update(decision.state)
+                outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
+                decisions.append(decision)
+            report.results.append(_result(record, item, decision.outcome))
+        if (index + 1) % WRITE_EVERY == 0 or index + 1 == len(decoded):
+            # The server writes these rows while the next events are folded.
+            changed = view.take_changed(last_touch, index)
+            await _write(cur, changed, view, decisions, outbox)
+            report.outbox_rows += len(outbox)
+            decisions, outbox = [], []
+    return report
+
+
 async def _apply_decoded(
     conn: psycopg.AsyncConnection[Any],
     decoded: Sequence[Decoded],
     settings: Settings,
     while_waiting: WhileWaiting,
 ) -> BatchReport:
-    report = BatchReport(transactions=1)
     events = [item for _, item in decoded if not isinstance(item, Rejection)]
-    outbox: list[OutboxRow] = []
-    decisions: list[Decision] = []
     # Pipeline mode: the reads go in one round trip, the writes and the commit in another.
     async with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        claimed: set[uuid.UUID] = set()
-        loaded: dict[str, ModelState] = {}
-        referrers: dict[str, set[str]] = {}
+        reads: Reads = (set(), ModelRows(), {})
         if events:
-            claimed, loaded, referrers = await _read(conn, events, while_waiting)
-        view = BatchView(loaded, referrers)
-        last_touch = {
-            item.data.id: index
-            for index, (_, item) in enumerate(decoded)
-            if not isinstance(item, Rejection)
-        }
-        for index, (record, item) in enumerate(decoded):
-            if isinstance(item, Rejection):
-                outbox.append(dead_letter(record, item, settings.dead_letter_topic))
-                report.results.append(EventResult(record.topic, "?", Outcome.REJECTED))
-            elif item.event_id not in claimed:
-                report.results.append(_result(record, item, Outcome.DUPLICATE))
-            else:
-                claimed.discard(item.event_id)  # a second copy inside the batch is a duplicate
-                decision = decide(item, view.get(item.data.id), view)
-                if decision.rejection is not None:
-                    rejection = decision.rejection
-                    outbox.append(dead_letter(record, rejection, settings.dead_letter_topic))
-                elif decision.outcome is Outcome.APPLIED and decision.state is not None:
-                    view.update(decision.state)
-                    outbox.extend(_lifecycle_rows(decision, settings.lifecycle_topic))
-                    decisions.append(decision)
-                report.results.append(_result(record, item, decision.outcome))
-            if (index + 1) % WRITE_EVERY == 0 or index + 1 == len(decoded):
-                # The server writes these rows while the next events are folded.
-                changed = view.take_changed(last_touch, index)
-                await _write(cur, changed, view, decisions, outbox)
-                report.outbox_rows += len(outbox)
-                decisions, outbox = [], []
+            reads = await _read(conn, events, while_waiting)
+        report = await fold_and_write(cur, decoded, reads, settings)
         while_waiting(1.0)  # the server is still writing; the commit waits for it anyway
     return report
 
@@ -524,4 +682,7 @@ async def apply_batch(
         return BatchReport()
     if not isinstance(records, PreparedBatch):
         records = PreparedBatch(records, decode_records(records, settings))
+    elif len(records.decoded) != len(records):  # released after an attempt
+        decoded = decode_records(records.records, settings)
+        records = PreparedBatch(records.records, decoded, records.while_waiting)
     return await _apply_isolating(conn, records.decoded, settings, records.while_waiting)

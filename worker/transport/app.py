@@ -46,7 +46,8 @@ from worker.persistence.errors import (
 )
 from worker.persistence.migrate import migrate
 from worker.persistence.outbox import backlog
-from worker.persistence.registry import BatchReport, apply_batch
+from worker.persistence.registry import BatchReport, PreparedBatch, apply_batch
+from worker.persistence.session import ReadAheadSession, TakeNext
 from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
 from worker.transport.clients import client_options, kafka_security
@@ -123,7 +124,12 @@ async def commit_offsets(consumer: AIOKafkaConsumer, raw: RawBatch) -> None:
 
 
 class BatchProcessor:
-    """Applies one consumed batch, retrying until it is applied or the worker stops."""
+    """Applies one consumed batch, retrying until it is applied or the worker stops.
+
+    With ``batch_read_ahead`` (the default) batches go through a read-ahead session that holds
+    one pooled connection (see ``worker/persistence/session.py``); a batch the session fails
+    to apply is applied on its own, with the retries and isolation of ``apply_batch``.
+    """
 
     def __init__(self, settings: Settings, apply: ApplyBatch = apply_batch) -> None:
         self.settings = settings
@@ -135,6 +141,7 @@ class BatchProcessor:
         #: Set by the Worker; None when the processor runs alone (unit tests).
         self.metrics: WorkerMetrics | None = None
         self._password = conninfo_password(settings.database_url)
+        self._session: ReadAheadSession | None = None
 
     async def _attempt(self, records: Sequence[Record]) -> BatchReport:
         if self.pool is None:
@@ -142,13 +149,20 @@ class BatchProcessor:
         async with self.pool.connection(timeout=POOL_CHECKOUT_TIMEOUT_S) as conn:
             return await self.apply(conn, records, self.settings)
 
-    async def process(self, records: Sequence[Record]) -> bool:
+    async def process(self, records: Sequence[Record], take_next: TakeNext | None = None) -> bool:
         """True once the batch is applied; False if the worker began stopping while it failed.
 
         Transient errors (database away, serialization failures) and bugs alike are retried with
         exponential backoff for as long as the worker runs: skipping a batch would lose events,
         dead-lettering it would blame the publisher for our outage.
         """
+        started = time.perf_counter()
+        if take_next is not None and self._reads_ahead(records):
+            assert isinstance(records, PreparedBatch)
+            report = await self._apply_in_session(records, take_next)
+            if report is not None:
+                self._applied(report, len(records), started)
+                return True
         backoff = Backoff(self.settings.retry_max_backoff_s)
         while True:
             started = time.perf_counter()
@@ -170,13 +184,64 @@ class BatchProcessor:
                 if self.stopping.is_set():
                     return False
                 continue
-            self.database.recovered()
-            self.applied_batches += 1
-            elapsed = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.record_batch(report, len(records), elapsed)
-            log_batch(log, report, len(records), elapsed)
+            self._applied(report, len(records), started)
             return True
+
+    def _applied(self, report: BatchReport, records: int, started: float) -> None:
+        self.database.recovered()
+        self.applied_batches += 1
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.record_batch(report, records, elapsed)
+        log_batch(log, report, records, elapsed)
+
+    def _reads_ahead(self, records: Sequence[Record]) -> bool:
+        return (
+            self.settings.batch_read_ahead
+            and self.pool is not None
+            and self.apply is apply_batch
+            and isinstance(records, PreparedBatch)
+        )
+
+    async def _apply_in_session(
+        self, batch: PreparedBatch, take_next: TakeNext
+    ) -> BatchReport | None:
+        """The batch applied in the read-ahead session; None if it was not (apply it alone)."""
+        assert self.pool is not None
+        try:
+            if self._session is None:
+                conn = await self.pool.getconn(timeout=POOL_CHECKOUT_TIMEOUT_S)
+                try:
+                    self._session = await ReadAheadSession.open(conn, self.settings)
+                except BaseException:
+                    await self.pool.putconn(conn)
+                    raise
+            report = await self._session.apply(batch, take_next)
+            batch.release()
+            await self._session.committed()
+        except Exception as error:
+            await self.close()
+            if isinstance(error, psycopg.Error | PoolTimeout) or is_transient(error):
+                log.info(
+                    "applying a batch of %d records on its own: %s",
+                    len(batch),
+                    safe_reason(error, self._password),
+                )
+            else:
+                log.exception(
+                    "the read-ahead session failed unexpectedly; applying the batch on its own"
+                )
+            return None
+        return report
+
+    async def close(self) -> None:
+        """End the read-ahead session, if any, and give its connection back to the pool."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        await session.close()
+        if self.pool is not None:
+            await self.pool.putconn(session.conn)
 
 
 class Worker:
@@ -394,6 +459,7 @@ class Worker:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+        await self.processor.close()
         if self.processor.pool is not None:
             await self.processor.pool.close()
             self.processor.pool = None

@@ -7,6 +7,10 @@ it in one transaction; whatever arrives meanwhile is the next transaction. Offse
 in the same order, each only after its transaction committed, and nothing is applied or
 committed after a batch that was not applied.
 
+While a batch is in the database, the processor may take the next one (``take_next``) to send
+its reads right behind this batch's commit (``worker/persistence/session.py``); a batch taken so
+is applied next, and left, like everything waiting, when the worker stops.
+
 Decoding is pure CPU, and it is done on the event loop's thread while that thread would
 otherwise wait: the transaction decodes the waiting batches while the server reads and writes
 (``PreparedBatch.while_waiting``), and whatever is left is decoded when the batch is taken. It
@@ -21,7 +25,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
@@ -29,6 +33,7 @@ from aiokafka import ConsumerRecord
 
 from worker.decoding import Record
 from worker.persistence.registry import Decoded, PreparedBatch, decode_records
+from worker.persistence.session import TakeNext
 from worker.settings import Settings
 
 log = logging.getLogger("modelreg.worker")
@@ -37,7 +42,11 @@ RawBatch = tuple[ConsumerRecord[Any, Any], ...]
 
 
 class Processor(Protocol):
-    async def process(self, records: Sequence[Record]) -> bool: ...
+    async def process(self, records: Sequence[Record], take_next: TakeNext | None = None) -> bool:
+        """Apply the batch; it may call ``take_next`` to read the next batch's rows ahead."""
+
+    async def close(self) -> None:
+        """Roll back reads sent ahead for a batch that will not be applied now."""
 
 
 def to_records(raw: RawBatch) -> list[Record]:
@@ -102,6 +111,8 @@ class BatchPipeline:
         self.commit = commit
         self.on_failure = on_failure
         self._waiting: deque[Fetched] = deque()
+        #: Taken by the processor (``take_next``) to read its rows behind the commit in front.
+        self._ahead: list[Fetched] = []
         self._waiting_records = 0
         self._changed = asyncio.Condition()
         self._applier: asyncio.Task[None] | None = None
@@ -134,14 +145,27 @@ class BatchPipeline:
         fail the transaction in front. It is left for the applier to meet again when it takes
         that batch, which stops the worker (see ``_apply_loop``).
         """
-        todo = math.ceil(share * sum(fetched.undecoded for fetched in self._waiting))
+        todo = math.ceil(share * sum(fetched.undecoded for fetched in self._queued()))
         try:
-            for fetched in self._waiting:
+            for fetched in self._queued():
                 if todo <= 0:
                     return
                 todo -= fetched.decode(todo, self.settings)
         except Exception:
             return
+
+    def _queued(self) -> Iterator[Fetched]:
+        """Everything taken or waiting behind the batch in the database, oldest first."""
+        return chain(self._ahead, self._waiting)
+
+    async def _take_next(self) -> list[Record] | None:
+        """Take the next batch now, so its reads can go out behind the commit in front of it."""
+        async with self._changed:
+            if self._ahead or not self._waiting or not self._accepting:
+                return None
+            self._ahead = self._take()
+            self._changed.notify_all()
+        return [record for fetched in self._ahead for record in fetched.records]
 
     def _prepare(self, taken: Sequence[Fetched]) -> PreparedBatch:
         """The taken batches, their last records decoded now if nothing had the time before."""
@@ -166,17 +190,20 @@ class BatchPipeline:
         try:
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: bool(self._waiting) or not self._accepting)
+                    await self._changed.wait_for(
+                        lambda: bool(self._ahead or self._waiting) or not self._accepting
+                    )
                     if not self._accepting:
                         return
-                    taken = self._take()
+                    taken, self._ahead = self._ahead or self._take(), []
                     self._applying = True
                     self._changed.notify_all()
                 batch = self._prepare(taken)
-                if not await self.processor.process(batch):
+                raw = tuple(chain.from_iterable(fetched.raw for fetched in taken))
+                del taken  # the batch alone holds the decoded events: it can release them
+                if not await self.processor.process(batch, self._take_next):
                     self.halted = True  # stopping: the partitions' next owner re-reads the rest
                     return
-                raw = tuple(chain.from_iterable(fetched.raw for fetched in taken))
                 self._committing = asyncio.create_task(
                     self._commit_after(self._committing, raw), name="commit-offsets"
                 )
@@ -188,6 +215,7 @@ class BatchPipeline:
             self.halted = True
             self.on_failure()
         finally:
+            await self.processor.close()
             async with self._changed:
                 self._applying = False
                 self._changed.notify_all()
@@ -202,7 +230,7 @@ class BatchPipeline:
             log.exception("committing offsets failed; the batch is applied and will be re-read")
 
     def _settled(self) -> bool:
-        idle = not self._applying and (not self._waiting or not self._accepting)
+        idle = not self._applying and (not (self._waiting or self._ahead) or not self._accepting)
         return self.halted or idle
 
     async def drained(self) -> bool:
