@@ -161,15 +161,18 @@ async def test_the_next_batch_reaches_the_database_only_after_the_previous_one_c
     assert committed == [0, 1]
 
 
-async def test_batches_fetched_while_one_is_in_the_database_go_in_together_next(
-    settings: Settings,
-) -> None:
-    worker, processor, committed = pipelined_worker(settings)
-    topic = settings.provider_sync_topic
+async def three_arrive_while_one_is_in_the_database(worker: Any, topic: str) -> None:
     await hand_over(worker, topic, 0)
     await asyncio.sleep(0.05)  # in the database
     for offset in (1, 2, 3):
         await hand_over(worker, topic, offset)
+
+
+async def test_batches_fetched_while_one_is_in_the_database_go_in_together_next(
+    settings: Settings,
+) -> None:
+    worker, processor, committed = pipelined_worker(settings)
+    await three_arrive_while_one_is_in_the_database(worker, settings.provider_sync_topic)
 
     processor.gate.set()
     assert await worker.wait_in_flight()
@@ -338,11 +341,7 @@ async def test_the_batch_taken_ahead_is_the_next_one_applied_and_committed(
     settings: Settings,
 ) -> None:
     worker, processor, committed = reading_ahead_worker(settings)
-    topic = settings.provider_sync_topic
-    await hand_over(worker, topic, 0)
-    await asyncio.sleep(0.05)  # in the database
-    for offset in (1, 2, 3):
-        await hand_over(worker, topic, offset)
+    await three_arrive_while_one_is_in_the_database(worker, settings.provider_sync_topic)
 
     processor.gate.set()
     assert await worker.wait_in_flight()
