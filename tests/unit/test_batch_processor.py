@@ -365,8 +365,7 @@ async def test_a_batch_taken_ahead_is_decoded_before_what_waits_behind_it(
 
     pipe._decode_waiting(0.5)
 
-    assert [len(f.decoded) for f in pipe._ahead] == [2]
-    assert [len(f.decoded) for f in pipe._waiting] == [0]
+    assert [len(f.decoded) for f in pipe._queued()] == [2, 0]
 
 
 async def test_stopping_leaves_the_batch_taken_ahead_unapplied_and_rolled_back(

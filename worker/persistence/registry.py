@@ -126,7 +126,7 @@ class BatchView:
     """The registry as the rules see it while a batch is folded: loaded rows plus batch edits."""
 
     def __init__(self, rows: ModelRows, referrers: Mapping[str, set[str]]):
-        self.rows = rows
+        self._rows = rows
         self.loaded = rows.take_unlocked()
         self.current: dict[str, ModelState] = dict(self.loaded)
         self.dirty: set[str] = set()
@@ -134,9 +134,7 @@ class BatchView:
 
     def load(self, model_ids: Iterable[str]) -> None:
         """Make these models' rows part of the view before the events touching them are folded."""
-        for mid, state in self.rows.take(
-            mid for mid in model_ids if mid not in self.loaded
-        ).items():
+        for mid, state in self._rows.take(model_ids).items():
             self.loaded[mid] = state
             self.current.setdefault(mid, state)
 
@@ -405,9 +403,8 @@ def decode_records(records: Sequence[Record], settings: Settings) -> list[Decode
 
 @dataclass(frozen=True, slots=True)
 class Lookups:
-    """The reads that need decoded events, sent and not yet answered."""
+    """The reads the rules need beyond the batch's own models, sent and not yet answered."""
 
-    claim: psycopg.AsyncCursor[Any] | None
     chains: psycopg.AsyncCursor[Any] | None
     referring: psycopg.AsyncCursor[Any] | None
 
@@ -421,21 +418,23 @@ async def send_model_reads(
     return models
 
 
-async def send_lookups(
-    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent], *, claim: bool = True
-) -> Lookups:
-    """Claim the events' ids, and read the replacement chains and referrers their rules need.
+async def send_claim(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent]
+) -> psycopg.AsyncCursor[Any]:
+    """Claim the events' ids; the answer lists the ids claimed now (the others are replays).
 
     Sent after the models' read: every consumer locks models first and claims after, so two
     consumers that briefly share a partition wait for each other instead of deadlocking.
-    Without ``claim``, the caller claims with :func:`claim_all`.
     """
-    if not events:
-        return Lookups(None, None, None)
-    claimed = None
-    if claim:
-        claimed = conn.cursor(row_factory=tuple_row)
-        await claimed.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
+    claim = conn.cursor(row_factory=tuple_row)
+    await claim.execute(CLAIM_EVENTS, (_dumps([str(e.event_id) for e in events]),))
+    return claim
+
+
+async def send_lookups(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent]
+) -> Lookups:
+    """Read the replacement chains and the referrers the events' rules need, if any."""
     replacements = sorted(
         {
             e.data.replacement_model_id
@@ -452,7 +451,7 @@ async def send_lookups(
     if archived:
         referring = conn.cursor(row_factory=tuple_row)
         await referring.execute(LOAD_REFERRERS, (archived,))
-    return Lookups(claimed, chains, referring)
+    return Lookups(chains, referring)
 
 
 async def claim_all(
@@ -468,14 +467,13 @@ async def claim_all(
     return set(ids)
 
 
-async def receive_reads(models: psycopg.AsyncCursor[Any], lookups: Lookups) -> Reads:
-    """The claimed ids, the models' rows and who refers to the archived ones."""
+async def receive_reads(
+    models: psycopg.AsyncCursor[Any], lookups: Lookups
+) -> tuple[ModelRows, dict[str, set[str]]]:
+    """The models' rows, and who refers to the archived ones."""
     with contextlib.suppress(IndexError):  # raised for no rows, once they have arrived
         await models.scroll(0)  # receive the rows; they are parsed as the fold needs them
     loaded: dict[str, ModelState] = {}
-    claimed: set[uuid.UUID] = set()
-    if lookups.claim is not None:
-        claimed = {row[0] for row in await lookups.claim.fetchall()}
     if lookups.chains is not None:
         for row in await lookups.chains.fetchall():
             loaded.setdefault(row[0], state_from_row(row))
@@ -487,7 +485,7 @@ async def receive_reads(models: psycopg.AsyncCursor[Any], lookups: Lookups) -> R
             loaded.setdefault(referrer.id, referrer)
             target = referrer.meta["legacyReplacementModelId"]
             referrers.setdefault(target, set()).add(referrer.id)
-    return claimed, ModelRows(models, loaded), referrers
+    return ModelRows(models, loaded), referrers
 
 
 async def _read(
@@ -502,9 +500,11 @@ async def _read(
     the server reads in less time than it writes, so most is left for the writes.
     """
     models = await send_model_reads(conn, list({e.data.id for e in events}))
+    claim = await send_claim(conn, events)
     lookups = await send_lookups(conn, events)
     while_waiting(SHARE_WHILE_READING)
-    return await receive_reads(models, lookups)
+    rows, referrers = await receive_reads(models, lookups)
+    return {row[0] for row in await claim.fetchall()}, rows, referrers
 
 
 async def _write(

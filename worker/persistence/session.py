@@ -43,7 +43,8 @@ from worker.persistence.registry import (
 from worker.settings import Settings
 
 TakeNext = Callable[[], Awaitable[Sequence[Record] | None]]
-"""Hands over the batch to apply after this one, or None if none is waiting (or stopping)."""
+"""Hands over the batch to apply after this one, or None if none is waiting (or stopping); the
+next ``apply`` gets the very same records."""
 
 
 def model_keys(records: Sequence[Record]) -> list[str]:
@@ -53,7 +54,7 @@ def model_keys(records: Sequence[Record]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _ReadAhead:
-    keys: list[str]
+    records: Sequence[Record]
     models: psycopg.AsyncCursor[Any]
 
 
@@ -86,9 +87,8 @@ class ReadAheadSession:
         return self._ahead is not None
 
     async def _begin(self, records: Sequence[Record]) -> _ReadAhead:
-        keys = model_keys(records)
         await self.conn.execute("BEGIN")
-        return _ReadAhead(keys, await send_model_reads(self.conn, keys))
+        return _ReadAhead(records, await send_model_reads(self.conn, model_keys(records)))
 
     async def apply(self, batch: PreparedBatch, take_next: TakeNext) -> BatchReport:
         """Fold and write the batch, send its ``COMMIT``, then the next batch's reads, if any.
@@ -98,13 +98,11 @@ class ReadAheadSession:
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             ahead = await self._begin(batch.records)
-        elif ahead.keys != model_keys(batch.records):
+        elif ahead.records is not batch.records:
             raise RuntimeError("the batch applied is not the one whose reads were sent ahead")
         events = [item for _, item in batch.decoded if not isinstance(item, Rejection)]
         claimed = await claim_all(self.conn, events)
-        _, rows, referrers = await receive_reads(
-            ahead.models, await send_lookups(self.conn, events, claim=False)
-        )
+        rows, referrers = await receive_reads(ahead.models, await send_lookups(self.conn, events))
         cur = self.conn.cursor(row_factory=tuple_row)
         report = await fold_and_write(cur, batch.decoded, (claimed, rows, referrers), self.settings)
         await self.conn.execute("COMMIT")

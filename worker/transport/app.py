@@ -18,7 +18,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -158,7 +158,6 @@ class BatchProcessor:
         """
         started = time.perf_counter()
         if take_next is not None and self._reads_ahead(records):
-            assert isinstance(records, PreparedBatch)
             report = await self._apply_in_session(records, take_next)
             if report is not None:
                 self._applied(report, len(records), started)
@@ -195,7 +194,7 @@ class BatchProcessor:
             self.metrics.record_batch(report, records, elapsed)
         log_batch(log, report, records, elapsed)
 
-    def _reads_ahead(self, records: Sequence[Record]) -> bool:
+    def _reads_ahead(self, records: Sequence[Record]) -> TypeGuard[PreparedBatch]:
         return (
             self.settings.batch_read_ahead
             and self.pool is not None

@@ -71,10 +71,27 @@ class Fetched:
 
     __slots__ = ("decoded", "raw", "records")
 
-    def __init__(self, raw: RawBatch) -> None:
+    def __init__(
+        self,
+        raw: RawBatch,
+        records: list[Record] | None = None,
+        decoded: list[Decoded] | None = None,
+    ) -> None:
         self.raw = raw
-        self.records = to_records(raw)
-        self.decoded: list[Decoded] = []
+        self.records = to_records(raw) if records is None else records
+        self.decoded: list[Decoded] = [] if decoded is None else decoded
+
+    @classmethod
+    def joined(cls, parts: Sequence[Fetched]) -> Fetched:
+        """Several fetches as one, in order. Decoding goes oldest first, so what each has
+        decoded is a prefix of it, and the decoded lists join into the whole's prefix."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            tuple(chain.from_iterable(part.raw for part in parts)),
+            [record for part in parts for record in part.records],
+            [item for part in parts for item in part.decoded],
+        )
 
     @property
     def undecoded(self) -> int:
@@ -87,13 +104,6 @@ class Fetched:
         if more:
             self.decoded.extend(decode_records(more, settings))
         return len(more)
-
-
-def merge(parts: Sequence[Fetched]) -> tuple[list[Record], list[Decoded]]:
-    if len(parts) == 1:
-        return parts[0].records, parts[0].decoded
-    records = [record for part in parts for record in part.records]
-    return records, [item for part in parts for item in part.decoded]
 
 
 class BatchPipeline:
@@ -112,7 +122,7 @@ class BatchPipeline:
         self.on_failure = on_failure
         self._waiting: deque[Fetched] = deque()
         #: Taken by the processor (``take_next``) to read its rows behind the commit in front.
-        self._ahead: list[Fetched] = []
+        self._ahead: Fetched | None = None
         self._waiting_records = 0
         self._changed = asyncio.Condition()
         self._applier: asyncio.Task[None] | None = None
@@ -156,25 +166,26 @@ class BatchPipeline:
 
     def _queued(self) -> Iterator[Fetched]:
         """Everything taken or waiting behind the batch in the database, oldest first."""
-        return chain(self._ahead, self._waiting)
+        return chain([self._ahead] if self._ahead else [], self._waiting)
 
     async def _take_next(self) -> list[Record] | None:
-        """Take the next batch now, so its reads can go out behind the commit in front of it."""
+        """Take the next batch now, so its reads can go out behind the commit in front of it.
+
+        The records returned are the very list the batch is applied with, next.
+        """
         async with self._changed:
             if self._ahead or not self._waiting or not self._accepting:
                 return None
             self._ahead = self._take()
             self._changed.notify_all()
-        return [record for fetched in self._ahead for record in fetched.records]
+        return self._ahead.records
 
-    def _prepare(self, taken: Sequence[Fetched]) -> PreparedBatch:
-        """The taken batches, their last records decoded now if nothing had the time before."""
-        for fetched in taken:
-            fetched.decode(fetched.undecoded, self.settings)
-        records, decoded = merge(taken)
-        return PreparedBatch(records, decoded, while_waiting=self._decode_waiting)
+    def _prepare(self, taken: Fetched) -> PreparedBatch:
+        """The taken batch, its last records decoded now if nothing had the time before."""
+        taken.decode(taken.undecoded, self.settings)
+        return PreparedBatch(taken.records, taken.decoded, while_waiting=self._decode_waiting)
 
-    def _take(self) -> list[Fetched]:
+    def _take(self) -> Fetched:
         """What has arrived, oldest first, up to one batch's worth (at least one fetch)."""
         taken = [self._waiting.popleft()]
         count = len(taken[0].raw)
@@ -184,7 +195,7 @@ class BatchPipeline:
             count += len(self._waiting[0].raw)
             taken.append(self._waiting.popleft())
         self._waiting_records -= count
-        return taken
+        return Fetched.joined(taken)
 
     async def _apply_loop(self) -> None:
         try:
@@ -195,11 +206,11 @@ class BatchPipeline:
                     )
                     if not self._accepting:
                         return
-                    taken, self._ahead = self._ahead or self._take(), []
+                    taken, self._ahead = self._ahead or self._take(), None
                     self._applying = True
                     self._changed.notify_all()
                 batch = self._prepare(taken)
-                raw = tuple(chain.from_iterable(fetched.raw for fetched in taken))
+                raw = taken.raw
                 del taken  # the batch alone holds the decoded events: it can release them
                 if not await self.processor.process(batch, self._take_next):
                     self.halted = True  # stopping: the partitions' next owner re-reads the rest
