@@ -85,6 +85,16 @@ class Settings(BaseSettings):
             " Off: each batch takes a pooled connection and reads after it is decoded."
         ),
     )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        description=(
+            "Allocations between two collections of Python's youngest generation (Python's"
+            " default: 700). A batch allocates and frees hundreds of thousands of objects, nearly"
+            " all freed at once by reference counting; at 700 the cyclic collector runs thousands"
+            " of times per burst. 0 leaves Python's setting."
+        ),
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0)
     retry_max_backoff_s: float = Field(10.0, gt=0)
     outbox_poll_interval_s: float = Field(1.0, gt=0)
