@@ -90,9 +90,9 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Allocations between two collections of Python's youngest generation (Python's"
-            " default: 700). A batch allocates and frees hundreds of thousands of objects, nearly"
-            " all freed at once by reference counting; at 700 the cyclic collector runs thousands"
-            " of times per burst. 0 leaves Python's setting."
+            " default: 700). A batch holds tens of thousands of objects at a time, nearly all"
+            " freed by reference counting once it is written; at 700 the cyclic collector runs"
+            " thousands of times per burst. 0 leaves Python's setting."
         ),
     )
     shutdown_timeout_s: float = Field(30.0, gt=0)
