@@ -391,6 +391,11 @@ class PreparedBatch(Sequence[Record]):
         self.decoded = []
 
 
+def events_of(decoded: Sequence[Decoded]) -> list[InboundEvent]:
+    """The batch's events that decoded, in order (the rejected records left out)."""
+    return [item for _, item in decoded if not isinstance(item, Rejection)]
+
+
 def decode_records(records: Sequence[Record], settings: Settings) -> list[Decoded]:
     keys = {k: v.get_secret_value().encode() for k, v in settings.admin_keys.items()}
     decoded: list[Decoded] = []
@@ -638,7 +643,7 @@ async def _apply_decoded(
     settings: Settings,
     while_waiting: WhileWaiting,
 ) -> BatchReport:
-    events = [item for _, item in decoded if not isinstance(item, Rejection)]
+    events = events_of(decoded)
     # Pipeline mode: the reads go in one round trip, the writes and the commit in another.
     async with conn.pipeline(), conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         reads: Reads = (set(), ModelRows(), {})

@@ -30,11 +30,11 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 
 from worker.decoding import Record
-from worker.domain.model import Rejection
 from worker.persistence.registry import (
     BatchReport,
     PreparedBatch,
     claim_all,
+    events_of,
     fold_and_write,
     receive_reads,
     send_lookups,
@@ -100,7 +100,7 @@ class ReadAheadSession:
             ahead = await self._begin(batch.records)
         elif ahead.records is not batch.records:
             raise RuntimeError("the batch applied is not the one whose reads were sent ahead")
-        events = [item for _, item in batch.decoded if not isinstance(item, Rejection)]
+        events = events_of(batch.decoded)
         claimed = await claim_all(self.conn, events)
         rows, referrers = await receive_reads(ahead.models, await send_lookups(self.conn, events))
         cur = self.conn.cursor(row_factory=tuple_row)
