@@ -321,7 +321,7 @@ class Worker:
             self.broker,
             logger=log,
             on_startup=[self.startup],
-            after_startup=[self.start_relay],
+            after_startup=[self.settle_heap, self.start_relay],
             on_shutdown=[self.shutdown],
             after_shutdown=[self.cleanup],
         )
@@ -392,14 +392,19 @@ class Worker:
         self.producer = producer
         self.relay = OutboxRelay(settings, producer)
 
+    def settle_heap(self) -> None:
+        """Set the garbage collector up for the long run, once everything is loaded.
+
+        Everything loaded so far (modules, schemas, clients) lives as long as the process: it is
+        kept out of the collector's full passes, which otherwise pause the event loop for tens of
+        milliseconds each, and the youngest generation is collected less often.
+        """
+        gc.freeze()
+        tune_collector(self.settings.gc_young_threshold)
+
     async def start_relay(self) -> None:
         """Start the background tasks: the outbox relay and the sunset archiver."""
         assert self.relay is not None and self.processor.pool is not None
-        # Everything loaded so far (modules, schemas, clients) lives as long as the process:
-        # keep it out of the garbage collector's full passes, which otherwise pause the event
-        # loop for tens of milliseconds each.
-        gc.freeze()
-        tune_collector(self.settings.gc_young_threshold)
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self._sunset_task = asyncio.create_task(
             run_sunset_loop(self.processor.pool, self.settings, self._sunset_stop), name="sunset"
