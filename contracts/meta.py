@@ -61,10 +61,14 @@ def _no_nul(value: str) -> str:
 _INF = float("inf")
 
 
-def _shape(value: Any, limit: int) -> tuple[int, bool]:
-    """(nesting depth, all floats finite), level by level; stops once deeper than ``limit``."""
+def _shape(value: Any, limit: int) -> tuple[int, bool, int]:
+    """(nesting depth, all floats finite, keys of every object), level by level.
+
+    Stops once deeper than ``limit``, so the key count can then be short.
+    """
     depth = 0
     finite = True
+    keys = 0
     level = [value]
     while level:
         depth += 1
@@ -72,14 +76,19 @@ def _shape(value: Any, limit: int) -> tuple[int, bool]:
             break
         deeper = []
         for item in level:
-            for child in item.values() if type(item) is dict else item:
+            if type(item) is dict:
+                keys += len(item)
+                children = item.values()
+            else:
+                children = item
+            for child in children:
                 kind = type(child)
                 if kind is dict or kind is list:
                     deeper.append(child)
                 elif kind is float and (child != child or child in (_INF, -_INF)):
                     finite = False
         level = deeper
-    return depth, finite
+    return depth, finite, keys
 
 
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -89,20 +98,26 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: no escaped NUL): then only depth and finiteness are left to check, in one cheap pass.
 RAW_MESSAGE_BOUNDED: Final = "raw_message_bounded"
 
+#: Validation context key a decoder sets (to None) to learn how many keys the meta it decoded
+#: held, nested objects included, as parsed: compared with the raw message, it rules out
+#: duplicate keys without parsing the message a second time.
+META_KEY_COUNT: Final = "meta_key_count"
 
-def check_json_value(value: Any, *, what: str = "meta", raw_bounded: bool = False) -> None:
+
+def check_json_value(value: Any, *, what: str = "meta", raw_bounded: bool = False) -> int:
     """Bounds every JSON document the registry stores: size, depth, NUL and non-finite numbers.
 
     One C-speed serialization answers three of the four questions: NaN/Infinity make it fail,
-    the size is its length, and a NUL shows up as an escaped ``\\u0000``.
+    the size is its length, and a NUL shows up as an escaped ``\\u0000``. Returns how many keys
+    the document's objects hold, nested ones included.
     """
-    depth, finite = _shape(value, MAX_META_DEPTH)
+    depth, finite, keys = _shape(value, MAX_META_DEPTH)
     if depth > MAX_META_DEPTH:
         raise ValueError(f"{what} is nested deeper than {MAX_META_DEPTH} levels")
     if not finite:
         raise ValueError(f"{what} contains a non-finite number (NaN or Infinity)")
     if raw_bounded:
-        return
+        return keys
     try:
         text = json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
@@ -114,6 +129,7 @@ def check_json_value(value: Any, *, what: str = "meta", raw_bounded: bool = Fals
     size = len(text.encode())
     if size > MAX_META_BYTES:
         raise ValueError(f"{what} is {size} bytes serialized; the limit is {MAX_META_BYTES}")
+    return keys
 
 
 def _unique_lowercase_tokens(values: list[str]) -> list[str]:
@@ -226,9 +242,12 @@ class ModelMeta(CamelModel):
     @classmethod
     def _bounded(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict):
-            check_json_value(
-                data, raw_bounded=bool(info.context and info.context.get(RAW_MESSAGE_BOUNDED))
+            context = info.context
+            keys = check_json_value(
+                data, raw_bounded=bool(context and context.get(RAW_MESSAGE_BOUNDED))
             )
+            if context is not None and META_KEY_COUNT in context:
+                context[META_KEY_COUNT] = keys
         return data
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -9,10 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts import jsoncodec
 from contracts.events import ADMIN_EVENTS, PROVIDER_SYNC_EVENTS, ModelSynced, SetAvailability
+from contracts.meta import MAX_META_BYTES
 from tests.unit.builders import SYNC_TOPIC, record, wire
+from worker import decoding
 from worker.decoding import (
     KEY_ID_HEADER,
+    REWRITE_GROWTH,
     SIGNATURE_HEADER,
     Record,
     adapter_for,
@@ -123,6 +127,139 @@ def test_the_same_text_as_a_key_and_as_a_value_is_not_a_duplicate() -> None:
     assert isinstance(decode(record(body), ADMIN_EVENTS), SetAvailability)
 
 
+def _sync_text() -> str:
+    body = synced_body(
+        displayName="M",
+        contextLength=8192,
+        capabilities=["chat"],
+        providerMetadata={"family": "gpt", "limits": {"rpm": 60}, "tags": [{"k": "v"}]},
+    )
+    return json.dumps(body, separators=(",", ":"))
+
+
+#: The same document with whitespace where JSON allows it (the body has no "," or ":" in strings).
+LAYOUTS = {
+    "compact": lambda text: text,
+    "spaced": lambda text: text.replace('":', '": ').replace(',"', ', "'),
+    "newlines": lambda text: text.replace('{"', '{\n  "').replace(',"', ',\n  "'),
+    "space before colon": lambda text: text.replace('":', '" :'),
+}
+#: (a key of the sync as written in the compact layout, the same key given twice)
+SYNC_DUPLICATES = {
+    "envelope": ('"source":"tests"', '"source":"tests","source":"other"'),
+    "data": ('"name":"M"', '"name":"M","name":"N"'),
+    "meta": ('"contextLength":8192', '"contextLength":8192,"contextLength":4096'),
+    "nested meta": ('"rpm":60', '"rpm":60,"rpm":61'),
+    "object in a list": ('"k":"v"', '"k":"v","k":"w"'),
+    "escaped": ('"family":"gpt"', '"family":"gpt","f\\u0061mily":"gpt"'),
+    "tab before the colon": ('"rpm":60', '"rpm":60,"rpm"\t:61'),
+    "newline before the colon": ('"source":"tests"', '"source":"tests","source"\n:"other"'),
+    "breaking the contract": ('"contextLength":8192', '"contextLength":8192,"contextLength":0'),
+}
+
+
+def sync_record(value: str) -> Record:
+    return record(value.encode(), key=b"m1", topic=SYNC_TOPIC)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("where", SYNC_DUPLICATES)
+def test_a_duplicated_key_anywhere_in_a_provider_sync_is_invalid_json(
+    where: str, layout: str
+) -> None:
+    text, duplicated = SYNC_DUPLICATES[where]
+    compact = _sync_text()
+    assert compact.count(text) == 1
+
+    value = LAYOUTS[layout](compact.replace(text, duplicated))
+    result = rejection(decode(sync_record(value), PROVIDER_SYNC_EVENTS))
+
+    assert result.kind is RejectionKind.INVALID_JSON
+    assert "duplicate keys" in result.message
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_provider_sync_without_duplicates_decodes_in_every_layout(layout: str) -> None:
+    compact = _sync_text()
+    value = LAYOUTS[layout](compact)
+    assert json.loads(value) == json.loads(compact)
+    assert isinstance(decode(sync_record(value), PROVIDER_SYNC_EVENTS), ModelSynced)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_provider_sync_is_parsed_once_when_its_keys_prove_none_is_repeated(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second_parses: list[bytes] = []
+    full_pass = decoding._has_duplicate_keys
+    monkeypatch.setattr(
+        decoding, "_has_duplicate_keys", lambda v: second_parses.append(v) or full_pass(v)
+    )
+
+    decode(sync_record(LAYOUTS[layout](_sync_text())), PROVIDER_SYNC_EVENTS)
+
+    assert second_parses == []
+
+
+def test_key_like_text_inside_provider_sync_strings_is_not_a_duplicate() -> None:
+    body = synced_body(description='"displayName":"x", "a": 1', displayName='":')
+    value = json.dumps(body, separators=(",", ":"))
+    assert isinstance(decode(sync_record(value), PROVIDER_SYNC_EVENTS), ModelSynced)
+
+
+def dump_repeating(value: Any, repeat_in: int, seen: list[int]) -> str:
+    """Compact JSON, with the first key of the ``repeat_in``-th object (in document order)
+    written twice; ``seen`` counts the objects written so far."""
+    if isinstance(value, dict):
+        index = len(seen)
+        seen.append(index)
+        pairs = [f"{json.dumps(k)}:{dump_repeating(v, repeat_in, seen)}" for k, v in value.items()]
+        if index == repeat_in and pairs:
+            pairs.insert(0, f"{json.dumps(next(iter(value)))}:0")
+        return "{" + ",".join(pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump_repeating(v, repeat_in, seen) for v in value) + "]"
+    return json.dumps(value)
+
+
+json_values = st.recursive(
+    st.integers(0, 9) | st.text('ab:",\\', max_size=4),
+    lambda children: (
+        st.lists(children, max_size=2)
+        | st.dictionaries(st.text('ab":', min_size=1, max_size=3), children, min_size=1, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    provider_metadata=st.dictionaries(st.text("xyz", min_size=1), json_values, min_size=1),
+    pick=st.integers(min_value=0, max_value=1000),
+)
+def test_any_key_given_twice_in_a_provider_sync_is_found(
+    provider_metadata: dict[str, Any], pick: int
+) -> None:
+    body = synced_body(providerMetadata=provider_metadata)
+    objects: list[int] = []
+    dump_repeating(body, -1, objects)
+
+    value = dump_repeating(body, pick % len(objects), [])
+    result = rejection(decode(sync_record(value), PROVIDER_SYNC_EVENTS))
+
+    assert result.kind is RejectionKind.INVALID_JSON
+    assert "duplicate keys" in result.message
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(provider_metadata=st.dictionaries(st.text("xyz", min_size=1), json_values, min_size=1))
+def test_a_provider_sync_with_no_key_given_twice_is_never_taken_for_one(
+    provider_metadata: dict[str, Any],
+) -> None:
+    value = dump_repeating(synced_body(providerMetadata=provider_metadata), -1, [])
+    assert isinstance(decode(sync_record(value), PROVIDER_SYNC_EVENTS), ModelSynced)
+
+
 # --- unknown_type ------------------------------------------------------------------------------
 
 
@@ -190,6 +327,36 @@ def test_the_rejection_message_stays_short_for_huge_errors() -> None:
     assert result.kind is RejectionKind.CONTRACT_VIOLATION
     assert len(result.message) <= 500
     assert len(result.detail) == 200
+
+
+def test_a_small_message_whose_numbers_outgrow_the_meta_cap_once_stored_is_a_violation() -> None:
+    # 20 KB on the wire; 76 KB once stored, where every 1e15 is written 1000000000000000.0
+    body = synced_body(providerMetadata={"x": "__N__"})
+    value = json.dumps(body).replace('"__N__"', "[" + ",".join(["1e15"] * 4000) + "]")
+    assert len(value) < MAX_META_BYTES // 3
+
+    result = rejection(decode(sync_record(value), PROVIDER_SYNC_EVENTS))
+
+    assert result.kind is RejectionKind.CONTRACT_VIOLATION
+    assert "bytes serialized" in json.dumps(result.detail)
+
+
+def _short_numbers() -> list[str]:
+    """Every short way of writing a JSON number, where growth on rewriting is largest."""
+    mantissas = [f"{d}{f}" for d in range(20) for f in ("", ".0", ".5", ".25")]
+    exponents = ["", *(f"{s}{n}" for s in ("e", "E+", "e-") for n in range(331))]
+    return [f"{sign}{m}{e}" for sign in ("", "-") for m in mantissas for e in exponents]
+
+
+def test_a_number_is_at_most_rewrite_growth_times_longer_once_serialized_again() -> None:
+    worst = 0.0
+    for text in _short_numbers():
+        number = json.loads(text)
+        if number in (float("inf"), float("-inf")):
+            continue  # refused as non-finite, never stored
+        longest = max(len(jsoncodec.dumps(number)), len(json.dumps(number)))
+        worst = max(worst, longest / len(text))
+    assert 4 < worst <= REWRITE_GROWTH  # 1e15 -> 1000000000000000.0
 
 
 # --- Kafka key --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,15 +25,16 @@ from worker.persistence.registry import BatchReport, EventResult
 from worker.settings import load_settings
 
 SYNC = "model-registry.provider-sync.v1"
+E1, E2, E3 = (uuid.UUID(int=n) for n in (1, 2, 3))
 
 
 def report() -> BatchReport:
     return BatchReport(
         results=[
-            EventResult(SYNC, "model.synced", "applied", "e-1", "gpt-4o"),
-            EventResult(SYNC, "model.synced", "applied", "e-2", "gpt-4.1"),
-            EventResult(SYNC, "model.synced", "duplicate", "e-1", "gpt-4o"),
-            EventResult(SYNC, "model.synced", "stale", "e-3", "gpt-4o"),
+            EventResult(SYNC, "model.synced", "applied", E1, "gpt-4o"),
+            EventResult(SYNC, "model.synced", "applied", E2, "gpt-4.1"),
+            EventResult(SYNC, "model.synced", "duplicate", E1, "gpt-4o"),
+            EventResult(SYNC, "model.synced", "stale", E3, "gpt-4o"),
             EventResult(SYNC, "?", "rejected"),
         ]
     )
@@ -109,7 +111,7 @@ def test_json_logs_are_one_object_per_line_with_event_fields(restore_logging: No
     first = lines[0]
     assert first["level"] == "DEBUG" and first["logger"] == "modelreg.worker"
     assert (first["eventId"], first["modelId"], first["type"], first["outcome"]) == (
-        "e-1",
+        "00000000-0000-0000-0000-000000000001",
         "gpt-4o",
         "model.synced",
         "applied",

@@ -71,14 +71,15 @@ def log_batch(logger: logging.Logger, report: Any, records: int, seconds: float)
     """
     if logger.isEnabledFor(logging.DEBUG):
         for result in report.results:
+            event_id = None if result.event_id is None else str(result.event_id)
             logger.debug(
                 "event %s model %s type %s: %s",
-                result.event_id,
+                event_id,
                 result.model_id,
                 result.event_type,
                 result.outcome,
                 extra={
-                    "eventId": result.event_id,
+                    "eventId": event_id,
                     "modelId": result.model_id,
                     "type": result.event_type,
                     "outcome": str(result.outcome),

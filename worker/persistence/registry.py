@@ -52,7 +52,7 @@ class EventResult:
     topic: str
     event_type: str
     outcome: str
-    event_id: str | None = None
+    event_id: uuid.UUID | None = None  # formatted only if logged: str() of a UUID is not free
     model_id: str | None = None
 
 
@@ -655,7 +655,7 @@ async def _apply_decoded(
 
 
 def _result(record: Record, event: InboundEvent, outcome: Outcome) -> EventResult:
-    return EventResult(record.topic, event.type, outcome, str(event.event_id), event.data.id)
+    return EventResult(record.topic, event.type, outcome, event.event_id, event.data.id)
 
 
 async def _apply_isolating(
