@@ -176,6 +176,20 @@ async def test_json_nested_100_000_deep_is_invalid_json_not_a_crash(
 # --- numbers, keys, characters ----------------------------------------------------------------
 
 
+async def test_a_small_sync_whose_numbers_outgrow_the_meta_cap_once_stored_is_refused(
+    conn: Any,
+) -> None:
+    # 20 KB on the wire; stored, every 1e15 becomes 1000000000000000.0 and meta 76 KB (> 64 KiB).
+    # A new model: no merge with a stored meta would measure the result.
+    text = json.dumps(synced("m-new", providerMetadata={"x": "__N__"}))
+    value = text.replace('"__N__"', "[" + ",".join(["1e15"] * 4000) + "]").encode()
+
+    record = raw_record(value, key=b"m-new")
+    headers = await assert_dead_lettered(conn, record, "contract_violation")
+
+    assert "bytes serialized" in headers["error.detail"]
+
+
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 async def test_non_finite_numbers_are_contract_violations(conn: Any, number: str) -> None:
     for key in ("contextLength", "inputCostPerMillionTokens", "providerMetadata"):
