@@ -201,6 +201,29 @@ def test_a_provider_sync_is_parsed_once_when_its_keys_prove_none_is_repeated(
     assert second_parses == []
 
 
+@pytest.mark.parametrize("duplicated", [True, False])
+def test_a_register_is_parsed_once_and_its_duplicated_meta_key_still_found(
+    duplicated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {"id": "m1", "name": "M", "provider": "openai", "meta": {"displayName": "M"}}
+    value = json.dumps(wire("model.register", data), separators=(",", ":"))
+    if duplicated:
+        value = value.replace('"displayName":"M"', '"displayName":"M","displayName":"N"')
+    second_parses: list[bytes] = []
+    full_pass = decoding._has_duplicate_keys
+    monkeypatch.setattr(
+        decoding, "_has_duplicate_keys", lambda v: second_parses.append(v) or full_pass(v)
+    )
+
+    result = decode(record(value.encode()), ADMIN_EVENTS)
+
+    if duplicated:
+        assert rejection(result).kind is RejectionKind.INVALID_JSON
+    else:
+        assert not isinstance(result, Rejection)
+        assert second_parses == []
+
+
 def test_key_like_text_inside_provider_sync_strings_is_not_a_duplicate() -> None:
     body = synced_body(description='"displayName":"x", "a": 1', displayName='":')
     value = json.dumps(body, separators=(",", ":"))
