@@ -162,6 +162,15 @@ def sync_record(value: str) -> Record:
     return record(value.encode(), key=b"m1", topic=SYNC_TOPIC)
 
 
+@pytest.fixture
+def second_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The messages the full duplicate-key pass reads during the test, in order."""
+    seen: list[bytes] = []
+    full_pass = decoding._has_duplicate_keys
+    monkeypatch.setattr(decoding, "_has_duplicate_keys", lambda v: seen.append(v) or full_pass(v))
+    return seen
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("where", SYNC_DUPLICATES)
 def test_a_duplicated_key_anywhere_in_a_provider_sync_is_invalid_json(
@@ -188,14 +197,8 @@ def test_a_provider_sync_without_duplicates_decodes_in_every_layout(layout: str)
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_provider_sync_is_parsed_once_when_its_keys_prove_none_is_repeated(
-    layout: str, monkeypatch: pytest.MonkeyPatch
+    layout: str, second_parses: list[bytes]
 ) -> None:
-    second_parses: list[bytes] = []
-    full_pass = decoding._has_duplicate_keys
-    monkeypatch.setattr(
-        decoding, "_has_duplicate_keys", lambda v: second_parses.append(v) or full_pass(v)
-    )
-
     decode(sync_record(LAYOUTS[layout](_sync_text())), PROVIDER_SYNC_EVENTS)
 
     assert second_parses == []
@@ -203,17 +206,12 @@ def test_a_provider_sync_is_parsed_once_when_its_keys_prove_none_is_repeated(
 
 @pytest.mark.parametrize("duplicated", [True, False])
 def test_a_register_is_parsed_once_and_its_duplicated_meta_key_still_found(
-    duplicated: bool, monkeypatch: pytest.MonkeyPatch
+    duplicated: bool, second_parses: list[bytes]
 ) -> None:
     data = {"id": "m1", "name": "M", "provider": "openai", "meta": {"displayName": "M"}}
     value = json.dumps(wire("model.register", data), separators=(",", ":"))
     if duplicated:
         value = value.replace('"displayName":"M"', '"displayName":"M","displayName":"N"')
-    second_parses: list[bytes] = []
-    full_pass = decoding._has_duplicate_keys
-    monkeypatch.setattr(
-        decoding, "_has_duplicate_keys", lambda v: second_parses.append(v) or full_pass(v)
-    )
 
     result = decode(record(value.encode()), ADMIN_EVENTS)
 
