@@ -58,6 +58,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -1003,6 +1004,10 @@ class GcPauses:
             gc.callbacks.remove(self._observe)
 
 
+def _acked_at(acked: dict[uuid.UUID, float], event_id: uuid.UUID, _: asyncio.Future[Any]) -> None:
+    acked[event_id] = time.time()
+
+
 def pct(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -1017,6 +1022,8 @@ class Latency:
     events: int
     visible_ms: list[float]
     started_ms: list[float]
+    #: From the send to the broker's acknowledgement (acks=all): the broker's share of the wait.
+    acked_ms: list[float]
     missing: int
     rss_mb: float
     #: The benchmark's own longest garbage collection while it published and watched.
@@ -1034,6 +1041,8 @@ class Latency:
             "max_ms": max(self.visible_ms, default=float("nan")),
             "txn_start_p50_ms": pct(self.started_ms, 0.50),
             "txn_start_p99_ms": pct(self.started_ms, 0.99),
+            "acked_p50_ms": pct(self.acked_ms, 0.50),
+            "acked_p99_ms": pct(self.acked_ms, 0.99),
             "missing": self.missing,
             "rss_mb": self.rss_mb,
             "harness_gc_max_ms": self.harness_gc_max_ms,
@@ -1078,6 +1087,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     )
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
+    acked: dict[uuid.UUID, float] = {}  # when the broker confirmed the write
     visible: dict[uuid.UUID, float] = {}
     txn_start: dict[uuid.UUID, float] = {}
     poll = 0.01
@@ -1133,8 +1143,11 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                 due = min(len(events), int((time.monotonic() - started) * rate) + 1)
                 while published < due:
                     e = events[published]
-                    sent[uuid.UUID(e.event_id)] = time.time()
-                    futures.append(await producer.send(topic(e), value=e.value, key=e.key))
+                    event_id = uuid.UUID(e.event_id)
+                    sent[event_id] = time.time()
+                    future = await producer.send(topic(e), value=e.value, key=e.key)
+                    future.add_done_callback(partial(_acked_at, acked, event_id))
+                    futures.append(future)
                     published += 1
                 futures = [f for f in futures if not f.done()]
                 if time.monotonic() - marks[-1][0] >= quarter_s and len(marks) < 4:
@@ -1157,10 +1170,10 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             worker.kill()
     if ctx.args.latency_trace:  # one line per event, to see when the slow ones happened
         with Path(ctx.args.latency_trace).open("w") as trace:
-            trace.write("sent,txn_start,visible\n")
+            trace.write("sent,acked,txn_start,visible\n")
             for k, t in sent.items():
-                start, seen = txn_start.get(k, math.nan), visible.get(k, math.nan)
-                trace.write(f"{t:.6f},{start:.6f},{seen:.6f}\n")
+                ack, start = acked.get(k, math.nan), txn_start.get(k, math.nan)
+                trace.write(f"{t:.6f},{ack:.6f},{start:.6f},{visible.get(k, math.nan):.6f}\n")
     visible_ms = [(visible[k] - t) * 1000 for k, t in sent.items() if k in visible]
     first_sent = min(sent.values(), default=0.0)
     quarters: list[list[float]] = [[], [], [], []]
@@ -1170,12 +1183,14 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             quarters[index].append((visible[k] - t) * 1000)
     shares = [(c1 - c0) / (t1 - t0) for (t0, c0), (t1, c1) in pairwise(marks)]
     started_ms = [(txn_start[k] - t) * 1000 for k, t in sent.items() if k in txn_start]
+    acked_ms = [(acked[k] - t) * 1000 for k, t in sent.items() if k in acked]
     return Latency(
         rate=ctx.args.latency_rate,
         seconds=seconds,
         events=len(sent),
         visible_ms=visible_ms,
         started_ms=started_ms,
+        acked_ms=acked_ms,
         missing=len(sent) - len(visible_ms),
         rss_mb=rss,
         harness_gc_max_ms=pauses.longest_s * 1000,
@@ -1440,7 +1455,9 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" ({latency.events:,} events): publish-to-committed p50 {summary['p50_ms']:.1f} ms,"
             f" p95 {summary['p95_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms,"
             f" max {summary['max_ms']:.1f} ms (lower bound from transaction start: p50"
-            f" {summary['txn_start_p50_ms']:.1f}, p99 {summary['txn_start_p99_ms']:.1f});"
+            f" {summary['txn_start_p50_ms']:.1f}, p99 {summary['txn_start_p99_ms']:.1f};"
+            f" broker acknowledged the send: p50 {summary['acked_p50_ms']:.1f},"
+            f" p99 {summary['acked_p99_ms']:.1f});"
             f" worker peak RSS {summary['rss_mb']:.0f} MB; unseen {latency.missing};"
             f" longest pause of the benchmark's own garbage collector"
             f" {summary['harness_gc_max_ms']:.0f} ms"
