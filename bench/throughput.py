@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from worker.embedded import free_port  # noqa: E402
 from worker.persistence.db import describe_conninfo  # noqa: E402
 from worker.settings import Settings, environment_for, load_settings  # noqa: E402
 
@@ -1004,6 +1006,35 @@ class GcPauses:
             gc.callbacks.remove(self._observe)
 
 
+#: A bucket bound of the worker's latency histograms (worker/observability/metrics.py).
+FETCHED_LATE_S = 0.1
+
+
+async def fetched_late(port: int) -> tuple[float, float]:
+    """From the worker's metrics: batches fetched so far, and how many of them had a record
+    older than ``FETCHED_LATE_S`` (it waited that long in the broker before the worker got it)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return str(answer.read().decode())
+
+    try:
+        text = await asyncio.to_thread(scrape)
+    except OSError:
+        return math.nan, math.nan
+    total = within = math.nan
+    for family in text_string_to_metric_families(text):
+        if family.name != "modelreg_fetch_delay_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                total = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == FETCHED_LATE_S:
+                within = sample.value
+    return total, total - within
+
+
 def _acked_at(acked: dict[uuid.UUID, float], event_id: uuid.UUID, _: asyncio.Future[Any]) -> None:
     acked[event_id] = time.time()
 
@@ -1031,6 +1062,9 @@ class Latency:
     #: Per quarter of the run (by send time): the events' latencies, and the broker's CPU share.
     quarters_ms: list[list[float]] = field(default_factory=list)
     broker_shares: list[float] = field(default_factory=list)
+    #: Per quarter: the share of fetched batches whose oldest record had waited over
+    #: ``FETCHED_LATE_S`` when the worker received it (the worker's modelreg_fetch_delay_seconds).
+    fetched_late_shares: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -1048,6 +1082,7 @@ class Latency:
             "harness_gc_max_ms": self.harness_gc_max_ms,
             "quarters_p99_ms": [pct(q, 0.99) for q in self.quarters_ms],
             "quarters_broker_core_share": self.broker_shares,
+            "quarters_fetched_late_share": self.fetched_late_shares,
         }
 
 
@@ -1079,7 +1114,10 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
 
     url = settings.database_url
     log_path = ctx.work / "latency-worker.log"
-    worker = spawn_worker(settings, log_path, ctx.args.worker_env)
+    metrics_port = free_port()
+    worker = spawn_worker(
+        settings, log_path, [f"MODELREG_HTTP_PORT={metrics_port}", *ctx.args.worker_env]
+    )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_idempotent_producer,
@@ -1136,7 +1174,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             rate = ctx.args.latency_rate
             started = time.monotonic()
             quarter_s = ctx.args.latency_seconds / 4
-            marks = [(started, broker_cpu())]
+            marks = [(started, broker_cpu(), await fetched_late(metrics_port))]
             futures: list[asyncio.Future[Any]] = []
             published = 0
             while published < len(events):
@@ -1151,10 +1189,10 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                     published += 1
                 futures = [f for f in futures if not f.done()]
                 if time.monotonic() - marks[-1][0] >= quarter_s and len(marks) < 4:
-                    marks.append((time.monotonic(), broker_cpu()))
+                    marks.append((time.monotonic(), broker_cpu(), await fetched_late(metrics_port)))
                 await asyncio.sleep(0.002)
             seconds = time.monotonic() - started
-            marks.append((time.monotonic(), broker_cpu()))
+            marks.append((time.monotonic(), broker_cpu(), await fetched_late(metrics_port)))
             await asyncio.gather(*futures)
             stop.set()
             with contextlib.suppress(TimeoutError):
@@ -1181,7 +1219,11 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         if k in visible:
             index = min(3, int((t - first_sent) / (seconds / 4)))
             quarters[index].append((visible[k] - t) * 1000)
-    shares = [(c1 - c0) / (t1 - t0) for (t0, c0), (t1, c1) in pairwise(marks)]
+    shares = [(c1 - c0) / (t1 - t0) for (t0, c0, _), (t1, c1, _) in pairwise(marks)]
+    late = [
+        (l1 - l0) / (n1 - n0) if n1 > n0 else math.nan
+        for (_, _, (n0, l0)), (_, _, (n1, l1)) in pairwise(marks)
+    ]
     started_ms = [(txn_start[k] - t) * 1000 for k, t in sent.items() if k in txn_start]
     acked_ms = [(acked[k] - t) * 1000 for k, t in sent.items() if k in acked]
     return Latency(
@@ -1196,6 +1238,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         harness_gc_max_ms=pauses.longest_s * 1000,
         quarters_ms=quarters,
         broker_shares=shares,
+        fetched_late_shares=late,
     )
 
 
@@ -1467,7 +1510,10 @@ async def bench(ctx: Context) -> dict[str, Any]:
             + " / ".join(_fmt(v, ".0f") for v in summary["quarters_p99_ms"])
             + " ms; broker CPU "
             + " / ".join(_fmt(v * 100, ".0f") for v in summary["quarters_broker_core_share"])
-            + "% of a core"
+            + "% of a core; fetched batches whose oldest record had waited over"
+            + f" {FETCHED_LATE_S * 1000:.0f} ms "
+            + " / ".join(_fmt(v * 100, ".0f") for v in summary["quarters_fetched_late_share"])
+            + "%"
         )
     source, have = template_name, args.models
     for step, target in enumerate(sorted(set(args.scale_rows))):

@@ -97,6 +97,7 @@ async def test_metrics_count_events_by_topic_type_and_outcome(e2e: Env) -> None:
     )
     assert sample(after, "modelreg_batch_size_count") >= 2
     assert sample(after, "modelreg_event_latency_seconds_count") == 5
+    assert sample(after, "modelreg_fetch_delay_seconds_count") >= 1
     assert sample(after, "modelreg_batch_apply_seconds_count") >= 2
     assert "modelreg_outbox_backlog" in after
     assert "modelreg_database_retries_total 0.0" in after

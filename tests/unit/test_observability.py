@@ -78,6 +78,17 @@ def test_latency_runs_from_the_record_timestamp_and_never_goes_negative() -> Non
     assert metrics.value("modelreg_event_latency_seconds_sum") == 1.0
 
 
+def test_fetch_delay_is_the_age_of_the_oldest_record_of_each_fetched_batch() -> None:
+    metrics = WorkerMetrics()
+
+    metrics.record_fetched([9_800, 9_000, None, 9_900], now=10.0)  # oldest: 1 s ago
+    metrics.record_fetched([10_200], now=10.0)  # ahead of the clock (skew): 0
+    metrics.record_fetched([None], now=10.0)  # no timestamp: nothing to observe
+
+    assert metrics.value("modelreg_fetch_delay_seconds_count") == 2
+    assert metrics.value("modelreg_fetch_delay_seconds_sum") == 1.0
+
+
 def test_lag_replaces_the_partitions_of_the_previous_scrape() -> None:
     metrics = WorkerMetrics()
 

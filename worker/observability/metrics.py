@@ -3,12 +3,16 @@
 Each worker owns its own ``CollectorRegistry`` (not prometheus_client's global one), so several
 workers in one process (the tests, the demo) neither collide nor share counts.
 
-Latency is measured two ways, because they answer different questions:
+Latency is measured three ways, because they answer different questions:
 
 * ``modelreg_event_latency_seconds``: from the Kafka record's timestamp (set by the publisher,
   ``CreateTime``) to the commit of the batch's offsets - what a publisher waits until its event is
   in the registry, queueing included. Publisher clock skew can make it slightly off; negative
   values are clamped to zero.
+* ``modelreg_fetch_delay_seconds``: from the timestamp of each fetched batch's oldest record to
+  the moment the worker's handler received the batch - the part of that wait spent in the
+  broker, on the network and in the consumer's fetch loop, before the worker could apply
+  anything. When it is most of the latency, look at the broker before the worker.
 * ``modelreg_batch_apply_seconds``: the duration of the successful ``apply_batch`` transaction
   alone - the worker's own cost, independent of lag.
 """
@@ -61,6 +65,13 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.fetch_delay = Histogram(
+            "modelreg_fetch_delay_seconds",
+            "Age of each fetched batch's oldest record when the worker received it"
+            " (from its Kafka record timestamp).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_apply = Histogram(
             "modelreg_batch_apply_seconds",
             "Duration of one successful apply_batch transaction.",
@@ -109,6 +120,16 @@ class WorkerMetrics:
         for ts in timestamps_ms:
             if ts is not None and ts > 0:
                 self.event_latency.observe(max(0.0, (now_ms - ts) / 1000))
+
+    def record_fetched(self, timestamps_ms: Iterable[int | None], now: float | None = None) -> None:
+        """How long the oldest record of a fetched batch waited before the worker received it.
+
+        Once per batch, not per record: the handler that receives batches is on the hot path.
+        """
+        stamps = [ts for ts in timestamps_ms if ts is not None and ts > 0]
+        if stamps:
+            now_ms = (time.time() if now is None else now) * 1000
+            self.fetch_delay.observe(max(0.0, (now_ms - min(stamps)) / 1000))
 
     def record_retry(self) -> None:
         self.database_retries.inc()

@@ -328,6 +328,7 @@ class Worker:
 
     async def handle_batch(self, message: KafkaMessage) -> None:
         """Hand the fetched batch to the pipeline and go back to fetching (see pipeline.py)."""
+        self.metrics.record_fetched(r.timestamp for r in message.raw_message)
         await self.pipeline.put(message.raw_message)
 
     async def wait_in_flight(self) -> bool:
