@@ -1012,7 +1012,8 @@ FETCHED_LATE_S = 0.1
 
 async def fetched_late(port: int) -> tuple[float, float]:
     """From the worker's metrics: batches fetched so far, and how many of them had a record
-    older than ``FETCHED_LATE_S`` (it waited that long in the broker before the worker got it)."""
+    older than ``FETCHED_LATE_S`` when the worker received it (the worker's
+    ``modelreg_fetch_delay_seconds``: the wait in the broker and in the fetch loop)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     def scrape() -> str:
