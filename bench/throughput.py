@@ -14,7 +14,8 @@ One run, one machine, the real broker and PostgreSQL, each scenario on a fresh d
    consumer group, the way an operator gives the worker more cores than one Python process uses.
 4. ``latency``: a steady ``--latency-rate`` events/s for ``--latency-seconds`` with the worker
    running; publish-to-committed percentiles, and the p99 and the embedded broker's CPU in each
-   quarter of the run (``--latency-trace`` writes every event's times).
+   quarter of the run (``--latency-trace`` writes every event's times); then its baseline: the
+   same publishing read by a bare consumer that applies nothing (the broker alone).
 5. peak resident memory (VmHWM) of every consumer process.
 
 With ``--repeat N`` every scenario timed against the ``limit``, at every table size, runs N times
@@ -56,7 +57,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -1036,6 +1037,133 @@ async def fetched_late(port: int) -> tuple[float, float]:
     return total, total - within
 
 
+async def publish_steady(
+    producer: Any,
+    events: Sequence[Event],
+    rate: float,
+    topic_of: Callable[[Event], str],
+    on_send: Callable[[Event], Callable[[asyncio.Future[Any]], None] | None],
+    mark: Callable[[], Awaitable[Any]],
+) -> tuple[float, list[tuple[float, Any]]]:
+    """Send ``events`` at ``rate`` per second, acks awaited at the end.
+
+    ``on_send`` runs just before each send and may return a callback for its acknowledgement;
+    ``mark`` is taken at the start, after each quarter of the run and at the end. Returns the
+    seconds the sending took and the marks, each with its ``time.monotonic()``.
+    """
+    started = time.monotonic()
+    quarter_s = len(events) / rate / 4
+    marks = [(started, await mark())]
+    futures: list[asyncio.Future[Any]] = []
+    published = 0
+    while published < len(events):
+        due = min(len(events), int((time.monotonic() - started) * rate) + 1)
+        while published < due:
+            e = events[published]
+            acked = on_send(e)
+            future = await producer.send(topic_of(e), value=e.value, key=e.key)
+            if acked is not None:
+                future.add_done_callback(acked)
+            futures.append(future)
+            published += 1
+        futures = [f for f in futures if not f.done()]
+        if time.monotonic() - marks[-1][0] >= quarter_s and len(marks) < 4:
+            marks.append((time.monotonic(), await mark()))
+        await asyncio.sleep(0.002)
+    seconds = time.monotonic() - started
+    marks.append((time.monotonic(), await mark()))
+    await asyncio.gather(*futures)
+    return seconds, marks
+
+
+@dataclass
+class BrokerAlone:
+    """Publish-to-fetch of a bare consumer: the latency run's baseline, as ``limit`` is the
+    throughput runs' (what the broker alone adds on this machine, in this run)."""
+
+    seconds: float
+    quarters_ms: list[list[float]]
+    broker_shares: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        every = [ms for quarter in self.quarters_ms for ms in quarter]
+        return {
+            "p50_ms": pct(every, 0.50),
+            "p99_ms": pct(every, 0.99),
+            "quarters_p99_ms": [pct(q, 0.99) for q in self.quarters_ms],
+            "quarters_broker_core_share": self.broker_shares,
+        }
+
+
+async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload) -> BrokerAlone:
+    """The latency run's publishing, consumed by a bare aiokafka consumer that applies nothing.
+
+    Same rate, topics and fetch settings as the worker's; each record's latency runs from its
+    timestamp (set when it is sent) to the fetch that returned it.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=settings.kafka_idempotent_producer,
+        acks="all",
+    )
+    consumer = AIOKafkaConsumer(
+        *settings.input_topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.kafka_group_id,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
+    await producer.start()
+    await consumer.start()
+    fetched: list[tuple[float, float]] = []  # (record timestamp, fetched at), in ms
+
+    async def consume() -> None:
+        while True:
+            batch = await consumer.getmany(
+                timeout_ms=settings.batch_timeout_ms, max_records=settings.batch_max_records
+            )
+            now_ms = time.time() * 1000
+            fetched.extend((r.timestamp, now_ms) for rs in batch.values() for r in rs)
+
+    def topic(e: Event) -> str:
+        return settings.admin_topic if e.admin else settings.provider_sync_topic
+
+    async def mark() -> float:
+        return broker_cpu()
+
+    reader = asyncio.create_task(consume())
+    try:
+        warmup, events = workload.events[0], workload.events[1:]
+        await producer.send_and_wait(topic(warmup), value=warmup.value, key=warmup.key)
+        deadline = time.monotonic() + 120
+        while not fetched:
+            if time.monotonic() > deadline:
+                raise SystemExit("the bare consumer fetched nothing in 120 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        fetched.clear()
+        seconds, marks = await publish_steady(
+            producer, events, ctx.args.latency_rate, topic, lambda e: None, mark
+        )
+        deadline = time.monotonic() + 60
+        while len(fetched) < len(events) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await producer.stop()
+        await consumer.stop()
+    first = min((ts for ts, _ in fetched), default=0.0)
+    quarters: list[list[float]] = [[], [], [], []]
+    for ts, at in fetched:
+        quarters[min(3, int((ts - first) / 1000 / (seconds / 4)))].append(at - ts)
+    shares = [(c1 - c0) / (t1 - t0) for (t0, c0), (t1, c1) in pairwise(marks)]
+    return BrokerAlone(seconds, quarters, shares)
+
+
 def _acked_at(acked: dict[uuid.UUID, float], event_id: uuid.UUID, _: asyncio.Future[Any]) -> None:
     acked[event_id] = time.time()
 
@@ -1172,29 +1300,18 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                     await asyncio.sleep(max(0.0, poll - (time.time() - query_start)))
 
             watcher = asyncio.create_task(watch())
-            rate = ctx.args.latency_rate
-            started = time.monotonic()
-            quarter_s = ctx.args.latency_seconds / 4
-            marks = [(started, broker_cpu(), await fetched_late(metrics_port))]
-            futures: list[asyncio.Future[Any]] = []
-            published = 0
-            while published < len(events):
-                due = min(len(events), int((time.monotonic() - started) * rate) + 1)
-                while published < due:
-                    e = events[published]
-                    event_id = uuid.UUID(e.event_id)
-                    sent[event_id] = time.time()
-                    future = await producer.send(topic(e), value=e.value, key=e.key)
-                    future.add_done_callback(partial(_acked_at, acked, event_id))
-                    futures.append(future)
-                    published += 1
-                futures = [f for f in futures if not f.done()]
-                if time.monotonic() - marks[-1][0] >= quarter_s and len(marks) < 4:
-                    marks.append((time.monotonic(), broker_cpu(), await fetched_late(metrics_port)))
-                await asyncio.sleep(0.002)
-            seconds = time.monotonic() - started
-            marks.append((time.monotonic(), broker_cpu(), await fetched_late(metrics_port)))
-            await asyncio.gather(*futures)
+
+            def on_send(e: Event) -> Callable[[asyncio.Future[Any]], None]:
+                event_id = uuid.UUID(e.event_id)
+                sent[event_id] = time.time()
+                return partial(_acked_at, acked, event_id)
+
+            async def mark() -> tuple[float, tuple[float, float]]:
+                return broker_cpu(), await fetched_late(metrics_port)
+
+            seconds, marks = await publish_steady(
+                producer, events, ctx.args.latency_rate, topic, on_send, mark
+            )
             stop.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watcher, 60)
@@ -1220,10 +1337,10 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         if k in visible:
             index = min(3, int((t - first_sent) / (seconds / 4)))
             quarters[index].append((visible[k] - t) * 1000)
-    shares = [(c1 - c0) / (t1 - t0) for (t0, c0, _), (t1, c1, _) in pairwise(marks)]
+    shares = [(c1 - c0) / (t1 - t0) for (t0, (c0, _)), (t1, (c1, _)) in pairwise(marks)]
     late = [
         (l1 - l0) / (n1 - n0) if n1 > n0 else math.nan
-        for (_, _, (n0, l0)), (_, _, (n1, l1)) in pairwise(marks)
+        for (_, (_, (n0, l0))), (_, (_, (n1, l1))) in pairwise(marks)
     ]
     started_ms = [(txn_start[k] - t) * 1000 for k, t in sent.items() if k in txn_start]
     acked_ms = [(acked[k] - t) * 1000 for k, t in sent.items() if k in acked]
@@ -1515,6 +1632,20 @@ async def bench(ctx: Context) -> dict[str, Any]:
             + f" {FETCHED_LATE_S * 1000:.0f} ms "
             + " / ".join(_fmt(v * 100, ".0f") for v in summary["quarters_fetched_late_share"])
             + "%"
+        )
+        bare_topics = f"{topics}-bare"
+        settings = bench_settings(url, ctx.bootstrap, ctx.idempotent, bare_topics, bare_topics)
+        await ensure_bench_topics(ctx, settings)
+        alone = (await run_broker_alone(ctx, settings, steady)).summary()
+        out["latency_broker_alone"] = alone
+        print(
+            "  the broker alone (a bare consumer, the same publishing, nothing applied):"
+            f" publish-to-fetch p50 {alone['p50_ms']:.1f} ms, p99 {alone['p99_ms']:.1f} ms;"
+            " by quarter p99 "
+            + " / ".join(_fmt(v, ".0f") for v in alone["quarters_p99_ms"])
+            + " ms; broker CPU "
+            + " / ".join(_fmt(v * 100, ".0f") for v in alone["quarters_broker_core_share"])
+            + "% of a core"
         )
     source, have = template_name, args.models
     for step, target in enumerate(sorted(set(args.scale_rows))):
