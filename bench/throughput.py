@@ -387,8 +387,7 @@ def broker_cpu() -> float:
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if "tansu" in child.name():
-                times = child.cpu_times()
-                return float(times.user + times.system)
+                return process_cpu(child.pid)
     return math.nan
 
 
@@ -591,6 +590,21 @@ def run_limit(url: str, workload: Workload, rows_in_models: int, ledger: bool) -
 # --- publishing -------------------------------------------------------------------------------
 
 
+def topic_for(settings: Settings, e: Event) -> str:
+    return settings.admin_topic if e.admin else settings.provider_sync_topic
+
+
+def steady_producer(settings: Settings) -> Any:
+    """A producer sending each record as it comes (no linger), acknowledged by all replicas."""
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=settings.kafka_idempotent_producer,
+        acks="all",
+    )
+
+
 async def publish_all(
     bootstrap: str, idempotent: bool, settings: Settings, events: Sequence[Event]
 ) -> float:
@@ -609,11 +623,7 @@ async def publish_all(
         chunk = 5000
         for i in range(0, len(events), chunk):
             futures = [
-                await producer.send(
-                    settings.admin_topic if e.admin else settings.provider_sync_topic,
-                    value=e.value,
-                    key=e.key,
-                )
+                await producer.send(topic_for(settings, e), value=e.value, key=e.key)
                 for e in events[i : i + chunk]
             ]
             await asyncio.gather(*futures)
@@ -1081,7 +1091,6 @@ class BrokerAlone:
     """Publish-to-fetch of a bare consumer: the latency run's baseline, as ``limit`` is the
     throughput runs' (what the broker alone adds on this machine, in this run)."""
 
-    seconds: float
     quarters_ms: list[list[float]]
     broker_shares: list[float]
 
@@ -1101,13 +1110,9 @@ async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload)
     Same rate, topics and fetch settings as the worker's; each record's latency runs from its
     timestamp (set when it is sent) to the fetch that returned it.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_idempotence=settings.kafka_idempotent_producer,
-        acks="all",
-    )
+    producer = steady_producer(settings)
     consumer = AIOKafkaConsumer(
         *settings.input_topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -1127,8 +1132,7 @@ async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload)
             now_ms = time.time() * 1000
             fetched.extend((r.timestamp, now_ms) for rs in batch.values() for r in rs)
 
-    def topic(e: Event) -> str:
-        return settings.admin_topic if e.admin else settings.provider_sync_topic
+    topic = partial(topic_for, settings)
 
     async def mark() -> float:
         return broker_cpu()
@@ -1156,12 +1160,28 @@ async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload)
             await reader
         await producer.stop()
         await consumer.stop()
-    first = min((ts for ts, _ in fetched), default=0.0)
+    quarters = by_quarter([(ts / 1000, at - ts) for ts, at in fetched], seconds)
+    return BrokerAlone(quarters, per_second(marks))
+
+
+def by_quarter(samples: Sequence[tuple[float, float]], seconds: float) -> list[list[float]]:
+    """``(sent at, latency)`` samples split by the quarter of the ``seconds``-long run they were
+    sent in, counted from the first send."""
+    first = min((at for at, _ in samples), default=0.0)
     quarters: list[list[float]] = [[], [], [], []]
-    for ts, at in fetched:
-        quarters[min(3, int((ts - first) / 1000 / (seconds / 4)))].append(at - ts)
-    shares = [(c1 - c0) / (t1 - t0) for (t0, c0), (t1, c1) in pairwise(marks)]
-    return BrokerAlone(seconds, quarters, shares)
+    for at, latency in samples:
+        quarters[min(3, int((at - first) / (seconds / 4)))].append(latency)
+    return quarters
+
+
+def per_second(marks: Sequence[tuple[float, float]]) -> list[float]:
+    """How fast a counter read at ``(time, value)`` marks grew between each mark and the next
+    (CPU seconds per second: the share of a core)."""
+    return [(v1 - v0) / (t1 - t0) for (t0, v0), (t1, v1) in pairwise(marks)]
+
+
+def _slashed(values: Sequence[float], spec: str, scale: float = 1.0) -> str:
+    return " / ".join(_fmt(v * scale, spec) for v in values)
 
 
 def _acked_at(acked: dict[uuid.UUID, float], event_id: uuid.UUID, _: asyncio.Future[Any]) -> None:
@@ -1236,8 +1256,6 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     frozen first: a full collection over it paused both for ~0.5 s, and every event published
     just before such a pause looked ~0.5 s late. The longest collection left is reported.
     """
-    from aiokafka import AIOKafkaProducer
-
     gc.freeze()
     pauses = GcPauses()
 
@@ -1247,11 +1265,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     worker = spawn_worker(
         settings, log_path, [f"MODELREG_HTTP_PORT={metrics_port}", *ctx.args.worker_env]
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_idempotence=settings.kafka_idempotent_producer,
-        acks="all",
-    )
+    producer = steady_producer(settings)
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     acked: dict[uuid.UUID, float] = {}  # when the broker confirmed the write
@@ -1262,8 +1276,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         pauses.start()
         warmup, events = workload.events[0], workload.events[1:]
 
-        def topic(e: Event) -> str:
-            return settings.admin_topic if e.admin else settings.provider_sync_topic
+        topic = partial(topic_for, settings)
 
         await producer.send_and_wait(topic(warmup), value=warmup.value, key=warmup.key)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -1331,13 +1344,10 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                 ack, start = acked.get(k, math.nan), txn_start.get(k, math.nan)
                 trace.write(f"{t:.6f},{ack:.6f},{start:.6f},{visible.get(k, math.nan):.6f}\n")
     visible_ms = [(visible[k] - t) * 1000 for k, t in sent.items() if k in visible]
-    first_sent = min(sent.values(), default=0.0)
-    quarters: list[list[float]] = [[], [], [], []]
-    for k, t in sent.items():
-        if k in visible:
-            index = min(3, int((t - first_sent) / (seconds / 4)))
-            quarters[index].append((visible[k] - t) * 1000)
-    shares = [(c1 - c0) / (t1 - t0) for (t0, (c0, _)), (t1, (c1, _)) in pairwise(marks)]
+    quarters = by_quarter(
+        [(t, (visible[k] - t) * 1000) for k, t in sent.items() if k in visible], seconds
+    )
+    shares = per_second([(t, cpu) for t, (cpu, _) in marks])
     late = [
         (l1 - l0) / (n1 - n0) if n1 > n0 else math.nan
         for (_, (_, (n0, l0))), (_, (_, (n1, l1))) in pairwise(marks)
@@ -1624,14 +1634,11 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" {summary['harness_gc_max_ms']:.0f} ms"
         )
         print(
-            "  by quarter of the run: p99 "
-            + " / ".join(_fmt(v, ".0f") for v in summary["quarters_p99_ms"])
-            + " ms; broker CPU "
-            + " / ".join(_fmt(v * 100, ".0f") for v in summary["quarters_broker_core_share"])
-            + "% of a core; fetched batches whose oldest record had waited over"
-            + f" {FETCHED_LATE_S * 1000:.0f} ms "
-            + " / ".join(_fmt(v * 100, ".0f") for v in summary["quarters_fetched_late_share"])
-            + "%"
+            f"  by quarter of the run: p99 {_slashed(summary['quarters_p99_ms'], '.0f')} ms;"
+            f" broker CPU {_slashed(summary['quarters_broker_core_share'], '.0f', 100)}% of a"
+            f" core; fetched batches whose oldest record had waited over"
+            f" {FETCHED_LATE_S * 1000:.0f} ms"
+            f" {_slashed(summary['quarters_fetched_late_share'], '.0f', 100)}%"
         )
         bare_topics = f"{topics}-bare"
         settings = bench_settings(url, ctx.bootstrap, ctx.idempotent, bare_topics, bare_topics)
@@ -1641,11 +1648,8 @@ async def bench(ctx: Context) -> dict[str, Any]:
         print(
             "  the broker alone (a bare consumer, the same publishing, nothing applied):"
             f" publish-to-fetch p50 {alone['p50_ms']:.1f} ms, p99 {alone['p99_ms']:.1f} ms;"
-            " by quarter p99 "
-            + " / ".join(_fmt(v, ".0f") for v in alone["quarters_p99_ms"])
-            + " ms; broker CPU "
-            + " / ".join(_fmt(v * 100, ".0f") for v in alone["quarters_broker_core_share"])
-            + "% of a core"
+            f" by quarter p99 {_slashed(alone['quarters_p99_ms'], '.0f')} ms;"
+            f" broker CPU {_slashed(alone['quarters_broker_core_share'], '.0f', 100)}% of a core"
         )
     source, have = template_name, args.models
     for step, target in enumerate(sorted(set(args.scale_rows))):

@@ -20,7 +20,7 @@ Latency is measured three ways, because they answer different questions:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from prometheus_client import (
@@ -42,6 +42,15 @@ UNDECODABLE_TYPE: Final = "unknown"
 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 BATCH_SIZE_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def _ages_s(timestamps_ms: Iterable[int | None], now: float | None) -> Iterator[float]:
+    """Seconds since each Kafka record timestamp; records without one are skipped, and a
+    timestamp ahead of this clock (publisher skew) counts as zero."""
+    now_ms = (time.time() if now is None else now) * 1000
+    for ts in timestamps_ms:
+        if ts is not None and ts > 0:
+            yield max(0.0, (now_ms - ts) / 1000)
 
 
 class WorkerMetrics:
@@ -116,20 +125,17 @@ class WorkerMetrics:
         self, timestamps_ms: Iterable[int | None], now: float | None = None
     ) -> None:
         """Publish-to-commit latency of every record of a committed batch."""
-        now_ms = (time.time() if now is None else now) * 1000
-        for ts in timestamps_ms:
-            if ts is not None and ts > 0:
-                self.event_latency.observe(max(0.0, (now_ms - ts) / 1000))
+        for age in _ages_s(timestamps_ms, now):
+            self.event_latency.observe(age)
 
     def record_fetched(self, timestamps_ms: Iterable[int | None], now: float | None = None) -> None:
         """How long the oldest record of a fetched batch waited before the worker received it.
 
         Once per batch, not per record: the handler that receives batches is on the hot path.
         """
-        stamps = [ts for ts in timestamps_ms if ts is not None and ts > 0]
-        if stamps:
-            now_ms = (time.time() if now is None else now) * 1000
-            self.fetch_delay.observe(max(0.0, (now_ms - min(stamps)) / 1000))
+        oldest = max(_ages_s(timestamps_ms, now), default=None)
+        if oldest is not None:
+            self.fetch_delay.observe(oldest)
 
     def record_retry(self) -> None:
         self.database_retries.inc()
