@@ -122,11 +122,6 @@ class GatedProcessor(BatchProcessor):
         return BatchReport()
 
 
-class FakeMessage:
-    def __init__(self, *raw: ConsumerRecord[Any, Any]) -> None:
-        self.raw_message = raw
-
-
 def pipelined_worker(settings: Settings) -> tuple[Any, GatedProcessor, list[int]]:
     from worker.transport.app import Worker
 
@@ -141,7 +136,7 @@ def pipelined_worker(settings: Settings) -> tuple[Any, GatedProcessor, list[int]
 
 async def hand_over(worker: Any, topic: str, *offsets: int) -> None:
     """The consumer fetched these offsets of partition 0 and hands them to the worker."""
-    await worker.handle_batch(FakeMessage(*(record(topic, 0, offset) for offset in offsets)))
+    await worker.handle_batch(tuple(record(topic, 0, offset) for offset in offsets))
 
 
 async def test_the_next_batch_reaches_the_database_only_after_the_previous_one_committed(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
@@ -111,3 +112,25 @@ async def test_other_topics_do_not_reach_the_handler(worker: Any) -> None:
     async with TestKafkaBroker(app_worker.broker) as broker:
         await broker.publish(b"{}", topic="model-registry.lifecycle.v1", key=b"m")
     assert processor.batches == []
+
+
+async def test_a_fetched_batch_reaches_the_handler_without_a_hop_through_a_thread(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hop per fetch hands the GIL to a thread and back while the event loop has work to do.
+    hops: list[Any] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def counting_run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+    app_worker, processor, _ = worker
+    async with TestKafkaBroker(app_worker.broker) as broker:
+        for n in range(3):
+            await broker.publish(b"{}", topic="test.provider-sync", key=f"model-{n}".encode())
+        assert await app_worker.wait_in_flight()
+
+    assert sum(len(batch) for batch in processor.batches) == 3
+    assert hops == []

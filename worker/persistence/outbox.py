@@ -53,31 +53,37 @@ def _row(values: Sequence[Any]) -> OutboxRow:
     )
 
 
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
+
+#: Read after the lock is held, so its snapshot cannot show rows another relay published while
+#: this one waited for the lock.
+SELECT_PENDING = (
+    "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT %s"
+)
+
+MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)"
+
+
 async def claim_and_publish(
     conn: psycopg.AsyncConnection[Any], publish: Publish, limit: int = 500
 ) -> int:
     """Publish up to ``limit`` pending rows in id order and mark them sent; return how many.
 
     Returns 0 when another relay holds the lock or nothing is pending. If ``publish`` raises, the
-    transaction rolls back and the rows stay pending for the next attempt.
+    transaction rolls back and the rows stay pending for the next attempt. Pipelined, a drain
+    waits on the database twice: for the lock and the rows, and for the commit.
     """
-    async with conn.transaction():
-        cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RELAY_LOCK_KEY,))
-        locked = await cur.fetchone()
+    async with conn.pipeline(), conn.transaction():
+        lock = await conn.execute(TRY_LOCK, (RELAY_LOCK_KEY,))
+        pending = await conn.execute(SELECT_PENDING, (limit,))
+        locked = await lock.fetchone()
         if not locked or not locked[0]:
             return 0
-        cur = await conn.execute(
-            "SELECT id, topic, key, value, headers FROM outbox"
-            " WHERE sent_at IS NULL ORDER BY id LIMIT %s",
-            (limit,),
-        )
-        rows = [_row(r) for r in await cur.fetchall()]
+        rows = [_row(r) for r in await pending.fetchall()]
         if not rows:
             return 0
         await publish(rows)
-        await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r.id for r in rows],)
-        )
+        await conn.execute(MARK_SENT, ([r.id for r in rows],))
         return len(rows)
 
 
