@@ -72,9 +72,9 @@ class Settings(BaseSettings):
         ge=1,
         le=60_000,
         description=(
-            "How long an empty poll waits for records. A batch never waits to fill (whatever is"
-            " fetched is taken at once), but after an empty poll the consumer pauses as long"
-            " again, so a record arriving while idle can wait up to twice this."
+            "How long a poll waits for records before the consumer loop goes round again. A"
+            " batch never waits to fill: whatever is fetched is taken at once, and a poll returns"
+            " as soon as a fetch brings records."
         ),
     )
     batch_read_ahead: bool = Field(

@@ -51,6 +51,7 @@ from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
 from worker.transport.clients import client_options, kafka_security
 from worker.transport.pipeline import BatchPipeline, RawBatch
+from worker.transport.polling import poll_without_pause
 from worker.transport.relay import OutboxRelay, stop_task
 
 log = logging.getLogger("modelreg.worker")
@@ -322,6 +323,7 @@ class Worker:
             decoder=decode_raw_batch,
         )
         self.subscriber(self.handle_batch)
+        poll_without_pause(self.subscriber)
         self.app = FastStream(
             self.broker,
             logger=log,
