@@ -74,7 +74,7 @@ async def parse_raw_batch(raw: RawBatch) -> KafkaStreamMessage:
     """
     first, last = raw[0], raw[-1]
     return KafkaStreamMessage(
-        body=[r.value or b"" for r in raw],
+        body=b"",  # unread: the decoder hands the handler ``raw_message`` itself
         raw_message=raw,
         message_id=f"{first.topic}-{first.partition}-{first.offset}-{last.offset}",
         consumer=FAKE_CONSUMER,  # never used: offsets are committed by commit_offsets

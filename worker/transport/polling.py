@@ -11,15 +11,16 @@ each up to a whole timeout late (docs/performance.md, round fourteen).
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka.subscriber.usecase import BatchSubscriber
+
+from worker.transport.pipeline import RawBatch
 
 
 async def poll_batch(
     consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int | None
-) -> tuple[ConsumerRecord[Any, Any], ...]:
+) -> RawBatch:
     """What ``getmany`` returns within ``timeout_ms``, flattened; no pause when it is nothing.
 
     ``getmany`` waits for the whole timeout when nothing comes (it does not spin, with or without
@@ -32,7 +33,7 @@ async def poll_batch(
 def poll_without_pause(subscriber: BatchSubscriber) -> None:
     """Make the subscriber's consume loop poll with :func:`poll_batch`."""
 
-    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
+    async def get_msg(consumer: AIOKafkaConsumer) -> RawBatch:
         return await poll_batch(consumer, subscriber.batch_timeout_ms, subscriber.max_records)
 
     subscriber.get_msg = get_msg  # type: ignore[method-assign]
