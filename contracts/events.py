@@ -101,7 +101,7 @@ class Data(CamelModel):
 
 
 def _meta_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    return normalize_meta(value, info.context)
+    return normalize_meta(value, info.context, parsed_from_json=info.mode == "json")
 
 
 class ModelSyncedData(Data):

@@ -283,9 +283,63 @@ def merge_valid_meta(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict
     return merged
 
 
-def normalize_meta(raw: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate a meta object and return its canonical stored form; raises ValidationError."""
-    return ModelMeta.model_validate(raw, context=context).to_json_dict()
+#: Known keys whose value is stored as given when it arrives with this exact type: a string
+#: stays a string, a tier name stays a string, a float price goes to Decimal and back to the same
+#: float. Not here, so always rebuilt: ``sunsetDate`` (written back in one form of RFC 3339) and
+#: every snake_case field name (renamed to its camelCase wire name).
+_STORED_AS_GIVEN: Final[Mapping[str, type]] = {
+    "displayName": str,
+    "description": str,
+    "version": str,
+    "capabilities": list,
+    "contextLength": int,
+    "maxOutputTokens": int,
+    "inputCostPerMillionTokens": float,
+    "outputCostPerMillionTokens": float,
+    "creditsPer1kTokens": float,
+    "requiredTier": str,
+    "tierRestrictionMode": str,
+    "allowedTiers": list,
+    "legacyReplacementModelId": str,
+    "deprecationNotice": str,
+    "providerMetadata": dict,
+}
+_FIELD_KEYS: Final = frozenset(
+    key for name, field in ModelMeta.model_fields.items() for key in (name, field.alias)
+)
+
+
+def _in_stored_form(raw: Mapping[str, Any]) -> bool:
+    """True when dumping the validated meta would give ``raw`` back, key for key.
+
+    Unknown keys are kept as they are, unless null (dropped); known keys are checked by type.
+    Only for meta parsed from JSON text: its unknown values are then JSON values already.
+    """
+    for key, value in raw.items():
+        kind = _STORED_AS_GIVEN.get(key)
+        if kind is None:
+            if key in _FIELD_KEYS or value is None:
+                return False
+        elif type(value) is not kind:
+            return False
+    return True
+
+
+def normalize_meta(
+    raw: dict[str, Any],
+    context: dict[str, Any] | None = None,
+    *,
+    parsed_from_json: bool = False,
+) -> dict[str, Any]:
+    """Validate a meta object and return its canonical stored form; raises ValidationError.
+
+    A meta parsed from JSON that is already in its stored form (what every provider sync sends)
+    is returned as given once validated: rebuilding it costs more than the validation itself.
+    """
+    meta = ModelMeta.model_validate(raw, context=context)
+    if parsed_from_json and _in_stored_form(raw):
+        return raw
+    return meta.to_json_dict()
 
 
 def sunset_of(meta: dict[str, Any]) -> datetime | None:

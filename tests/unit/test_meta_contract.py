@@ -389,3 +389,90 @@ def test_the_canonical_form_is_json_serializable() -> None:
 def test_normalization_is_idempotent() -> None:
     once = valid(SAMPLES)
     assert valid(once) == once
+
+
+# --- a meta already in its stored form is kept, not rebuilt ---------------------------------
+
+
+def _rebuilt(meta: dict[str, Any]) -> dict[str, Any]:
+    return ModelMeta.model_validate(meta).to_json_dict()
+
+
+def _as_text(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, sort_keys=True)
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES | st.floats(0, 1e6, allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+PRICES = st.floats(0, 1e6, allow_nan=False) | st.integers(0, 10**6) | st.just("1.50") | st.none()
+METAS_AS_PUBLISHED = st.fixed_dictionaries(
+    {},
+    optional={
+        "displayName": st.just("Model") | st.none(),
+        "display_name": st.just("Model"),
+        "capabilities": st.just(["chat", "vision"]),
+        "contextLength": st.sampled_from([4096, 128_000]),
+        "max_output_tokens": st.just(1024),
+        "inputCostPerMillionTokens": PRICES,
+        "outputCostPerMillionTokens": PRICES,
+        "creditsPer1kTokens": PRICES,
+        "requiredTier": st.sampled_from(["free", "pro"]),
+        "allowedTiers": st.just(["pro", "enterprise"]),
+        "tierRestrictionMode": st.sampled_from(["minimum", "exact"]),
+        "sunsetDate": st.sampled_from(["2025-01-01T00:00:00Z", "2025-01-01T02:00:00+02:00"]),
+        "deprecationNotice": st.just("use m2"),
+        "providerMetadata": st.dictionaries(st.text(max_size=3), JSON_VALUES, max_size=3),
+        "custom": JSON_VALUES,
+    },
+)
+
+
+@given(METAS_AS_PUBLISHED)
+def test_a_meta_parsed_from_json_is_stored_exactly_as_if_rebuilt_from_the_model(
+    meta: dict[str, Any],
+) -> None:
+    try:
+        expected = _rebuilt(meta)
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            normalize_meta(meta, parsed_from_json=True)
+        return
+    stored = normalize_meta(meta, parsed_from_json=True)
+    assert stored == expected
+    assert _as_text(stored) == _as_text(expected)  # 5 and 5.0 are equal, but not as JSON
+
+
+def test_a_provider_sync_meta_in_stored_form_is_kept_as_parsed() -> None:
+    meta = {key: SAMPLES[key] for key in PROVIDER_OWNED_KEYS}
+    meta["outputCostPerMillionTokens"] = 10.0
+    assert normalize_meta(meta, parsed_from_json=True) is meta
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("outputCostPerMillionTokens", 10),  # stored as 10.0
+        ("inputCostPerMillionTokens", "2.5"),  # stored as 2.5
+        ("display_name", "GPT-4o"),  # stored as displayName
+        ("sunsetDate", "2025-01-01T02:00:00+02:00"),  # stored as 2025-01-01T00:00:00Z
+        ("custom", None),  # a top-level null is stored as absence
+    ],
+)
+def test_a_meta_not_in_stored_form_is_rebuilt(key: str, value: Any) -> None:
+    meta = {"displayName": "GPT-4o", key: value}
+    stored = normalize_meta(meta, parsed_from_json=True)
+    assert stored is not meta
+    assert stored == _rebuilt(meta)
+
+
+def test_a_meta_built_in_python_is_always_rebuilt() -> None:
+    meta = {"displayName": "GPT-4o", "custom": {"at": Decimal("1.5")}}
+    stored = normalize_meta(meta)
+    assert stored is not meta
+    assert _as_text(stored) == '{"custom": {"at": "1.5"}, "displayName": "GPT-4o"}'
