@@ -471,7 +471,16 @@ def best_of(runs: Sequence[Result]) -> Result:
     best = max(runs, key=lambda r: r.rate)
     if len(runs) > 1:
         rates = " / ".join(f"{r.rate:,.0f}" for r in runs)
-        best.notes.append(f"best of {len(runs)} runs: {rates} events/s")
+        note = f"best of {len(runs)} runs: {rates} events/s"
+        if not math.isnan(runs[0].pg_cpu_s):
+            # what each attempt cost, per event: tells a slower neighbour from a slower side
+            per_event = [
+                (r.client_cpu_s / r.events * 1e6, r.pg_cpu_s / r.events * 1e6) for r in runs
+            ]
+            note += "; CPU per event, client / PostgreSQL: " + ", ".join(
+                f"{_fmt(client, '.0f')} / {pg:.0f} µs" for client, pg in per_event
+            )
+        best.notes.append(note)
     return best
 
 
