@@ -334,7 +334,8 @@ def normalize_meta(
     """Validate a meta object and return its canonical stored form; raises ValidationError.
 
     A meta parsed from JSON that is already in its stored form (what every provider sync sends)
-    is returned as given once validated: rebuilding it costs more than the validation itself.
+    is returned as given once validated: rebuilding it would build the same dict again, on the
+    hot path of every sync.
     """
     meta = ModelMeta.model_validate(raw, context=context)
     if parsed_from_json and _in_stored_form(raw):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -280,6 +281,14 @@ def test_the_meta_of_synced_and_register_arrives_in_canonical_form() -> None:
     event = parse(wire("model.register", {**MINIMAL_DATA["model.register"], "meta": meta}))
     assert event.data.meta["inputCostPerMillionTokens"] == 2.5
     json.dumps(event.data.meta)
+
+
+@pytest.mark.parametrize("event_type", ["model.synced", "model.register"])
+def test_a_meta_given_as_python_objects_arrives_in_its_json_form(event_type: str) -> None:
+    meta = {"providerMetadata": {"price": Decimal("2.50")}, "contextLength": 8192}
+    body = wire(event_type, {**MINIMAL_DATA[event_type], "meta": meta})
+    event = adapter(event_type).validate_python(body)
+    assert event.data.meta == {"providerMetadata": {"price": "2.50"}, "contextLength": 8192}
 
 
 # --- admin data shapes ------------------------------------------------------------------------
