@@ -304,8 +304,10 @@ _STORED_AS_GIVEN: Final[Mapping[str, type]] = {
     "deprecationNotice": str,
     "providerMetadata": dict,
 }
-_FIELD_KEYS: Final = frozenset(
-    key for name, field in ModelMeta.model_fields.items() for key in (name, field.alias)
+#: Every other name of a field (``sunsetDate``, the snake_case names): always rebuilt.
+_ALWAYS_REBUILT: Final = (
+    frozenset(key for name, field in ModelMeta.model_fields.items() for key in (name, field.alias))
+    - _STORED_AS_GIVEN.keys()
 )
 
 
@@ -318,7 +320,7 @@ def _in_stored_form(raw: Mapping[str, Any]) -> bool:
     for key, value in raw.items():
         kind = _STORED_AS_GIVEN.get(key)
         if kind is None:
-            if key in _FIELD_KEYS or value is None:
+            if key in _ALWAYS_REBUILT or value is None:
                 return False
         elif type(value) is not kind:
             return False
@@ -333,9 +335,9 @@ def normalize_meta(
 ) -> dict[str, Any]:
     """Validate a meta object and return its canonical stored form; raises ValidationError.
 
-    A meta parsed from JSON that is already in its stored form (what every provider sync sends)
-    is returned as given once validated: rebuilding it would build the same dict again, on the
-    hot path of every sync.
+    A meta parsed from JSON that is already in its stored form (what a provider sync normally
+    sends) is returned as given once validated: rebuilding it would build the same dict again,
+    on the hot path of every sync.
     """
     meta = ModelMeta.model_validate(raw, context=context)
     if parsed_from_json and _in_stored_form(raw):
