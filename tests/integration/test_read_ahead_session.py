@@ -15,7 +15,7 @@ from tests.integration.test_registry_batch import admin, record, rows, synced
 from tests.support.fold import fold, mixed_stream, setup_messages
 from worker.decoding import Record
 from worker.persistence.db import make_pool
-from worker.persistence.registry import PreparedBatch, apply_batch, decode_records
+from worker.persistence.registry import PreparedBatch, apply_batch, decode_records, is_replay
 from worker.persistence.session import ReadAheadSession, model_keys
 from worker.settings import Settings
 from worker.transport.app import BatchProcessor
@@ -117,13 +117,26 @@ async def test_a_replayed_event_aborts_the_batch_before_anything_of_it_is_commit
     await apply_all(session, [[first]])
     feed = Feed([[record(synced("c"))]])
 
-    with pytest.raises(psycopg.Error, match=r"1 of the batch's 2 events were applied before"):
+    with pytest.raises(psycopg.Error) as raised:
         await session.apply(prepared([record(synced("b")), first]), feed.take_next)
         await session.committed()
+
+    assert is_replay(raised.value), raised.value
 
     async with await psycopg.AsyncConnection.connect(clean_db) as check:
         assert await rows(check, "SELECT id FROM models ORDER BY id") == [("a",)]
         assert await rows(check, "SELECT count(*) FROM processed_events") == [(1,)]
+
+
+async def test_only_a_claim_made_before_counts_as_a_replay(clean_db: str) -> None:
+    async with await psycopg.AsyncConnection.connect(clean_db) as conn:
+        await conn.execute("CREATE TEMP TABLE other (id int PRIMARY KEY)")
+        await conn.execute("INSERT INTO other VALUES (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation) as raised:
+            await conn.execute("INSERT INTO other VALUES (1)")
+    assert not is_replay(raised.value)
+    assert not is_replay(psycopg.errors.UniqueViolation())
+    assert not is_replay(ValueError("processed_events_pkey"))
 
 
 async def test_the_next_batch_reads_what_the_batch_before_it_committed(

@@ -171,17 +171,15 @@ ON CONFLICT DO NOTHING
 RETURNING event_id
 """
 
-#: Claims every id and aborts the transaction if one was claimed before (migration 0006): for a
-#: batch folded as if all its events were new, without waiting for the answer.
+#: Claims every id, for a batch folded as if all its events were new, without waiting for the
+#: answer: an id claimed before (a replay) violates the primary key and aborts the transaction.
+#: A plain insert costs the server about a third less than ``ON CONFLICT DO NOTHING``, whose
+#: speculative insertion writes a second WAL record per id.
 CLAIM_ALL = """
-WITH claimed AS (
-    INSERT INTO processed_events (event_id)
-    SELECT value::uuid FROM jsonb_array_elements_text(%s::jsonb)
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT modelreg_claimed_all(count(*), %s) FROM claimed
+INSERT INTO processed_events (event_id)
+SELECT value::uuid FROM jsonb_array_elements_text(%s::jsonb)
 """
+PROCESSED_EVENTS_KEY: Final = "processed_events_pkey"
 
 #: A model with its sync bookkeeping, in the column order of :func:`state_from_row`.
 SELECT_MODEL_STATE = """
@@ -462,14 +460,23 @@ async def send_lookups(
 async def claim_all(
     conn: psycopg.AsyncConnection[Any], events: Sequence[InboundEvent]
 ) -> set[uuid.UUID]:
-    """Claim the events' ids without reading the answer; a replayed id aborts the transaction.
+    """Claim the events' ids without reading the answer; a replayed id aborts the transaction
+    (:func:`is_replay` tells that error apart).
 
     Returns the ids claimed if the transaction goes on, for the fold to treat as new.
     """
     ids = list(dict.fromkeys(e.event_id for e in events))
     if ids:
-        await conn.execute(CLAIM_ALL, (_dumps([str(i) for i in ids]), len(ids)))
+        await conn.execute(CLAIM_ALL, (_dumps([str(i) for i in ids]),))
     return set(ids)
+
+
+def is_replay(error: BaseException) -> bool:
+    """True for the error :func:`claim_all` aborts a transaction with when an id was claimed."""
+    return (
+        isinstance(error, psycopg.errors.UniqueViolation)
+        and error.diag.constraint_name == PROCESSED_EVENTS_KEY
+    )
 
 
 async def receive_reads(

@@ -8,8 +8,9 @@ named by the records' Kafka keys (the model id, checked against ``data.id`` when
 server finishes the writes, commits and reads while the worker decodes. Running after the commit
 on the same connection, the reads see its rows and take their locks in a transaction of their
 own. Once the rows are in, the claim of the event ids goes out and the fold starts at once, as if
-every event were new: the server aborts the transaction if an id was claimed before (a replay,
-migration 0006), so a fold that counted a replayed event as new is never committed.
+every event were new: an id claimed before (a replay) violates ``processed_events``' primary key
+and the server aborts the transaction, so a fold that counted a replayed event as new is never
+committed.
 
 A session only has a happy path. Any error ends it, a replay included, and the caller applies
 the batch on its own with :func:`~worker.persistence.registry.apply_batch`, which reads the

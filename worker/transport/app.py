@@ -45,7 +45,7 @@ from worker.persistence.errors import (
 )
 from worker.persistence.migrate import migrate
 from worker.persistence.outbox import backlog
-from worker.persistence.registry import BatchReport, PreparedBatch, apply_batch
+from worker.persistence.registry import BatchReport, PreparedBatch, apply_batch, is_replay
 from worker.persistence.session import ReadAheadSession, TakeNext
 from worker.persistence.sunset import run_sunset_loop
 from worker.settings import ConfigError, Settings, get_settings
@@ -234,7 +234,13 @@ class BatchProcessor:
             await self._session.committed()
         except Exception as error:
             await self.close()
-            if isinstance(error, psycopg.Error | PoolTimeout) or is_transient(error):
+            if is_replay(error):
+                log.info(
+                    "applying a batch of %d records on its own: an event of it was applied"
+                    " before (a replay)",
+                    len(batch),
+                )
+            elif isinstance(error, psycopg.Error | PoolTimeout) or is_transient(error):
                 log.info(
                     "applying a batch of %d records on its own: %s",
                     len(batch),
