@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
@@ -18,12 +17,13 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.events import ADMIN_EVENTS, PROVIDER_SYNC_EVENTS, InboundEvent
 from contracts.meta import MAX_META_BYTES, META_KEY_COUNT, RAW_MESSAGE_BOUNDED
 from worker.domain.model import Rejection, RejectionKind
+from worker.values import value_object
 
 SIGNATURE_HEADER = "modelreg-signature"
 KEY_ID_HEADER = "modelreg-key-id"
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Record:
     """One consumed Kafka record, as raw as it arrived."""
 

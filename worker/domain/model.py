@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from contracts.events import LifecycleEvent, LifecycleState
+from worker.values import value_object
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class ModelState:
     """One row of ``models`` plus its provider-sync bookkeeping."""
 
@@ -53,14 +54,14 @@ class RejectionKind(StrEnum):
     UNSTORABLE = "unstorable"
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Rejection:
     kind: RejectionKind
     message: str
     detail: tuple[Mapping[str, Any], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class TierAuditEntry:
     model_id: str
     actor: str
@@ -70,7 +71,7 @@ class TierAuditEntry:
     event_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Decision:
     """The whole effect of one event: the registry writes follow from it mechanically."""
 

@@ -39,6 +39,7 @@ from worker.decoding import Record, adapter_for, decode
 from worker.domain.model import Decision, ModelState, Outcome, Rejection, RejectionKind
 from worker.domain.rules import decide
 from worker.settings import Settings
+from worker.values import value_object
 
 OUTBOX_CHANNEL: Final = "modelreg_outbox"
 #: Events folded between two rounds of writes in one transaction (pipeline mode overlaps them).
@@ -47,7 +48,7 @@ DEAD_LETTER_MAX_VALUE: Final = 512 * 1024
 """Larger values are truncated in the dead letter (Kafka's default message limit is 1 MB)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class EventResult:
     topic: str
     event_type: str
@@ -74,7 +75,7 @@ class BatchReport:
         self.transactions += other.transactions
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class OutboxRow:
     dedup_key: str
     topic: str
