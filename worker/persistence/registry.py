@@ -473,7 +473,11 @@ async def claim_all(
 
 
 def is_replay(error: BaseException) -> bool:
-    """True for the error :func:`claim_all` aborts a transaction with when an id was claimed."""
+    """True for the error :func:`claim_all` aborts a transaction with when an id was claimed.
+
+    Only what the log says depends on it: any error ends a read-ahead session, and the batch is
+    then applied on its own, reading the claim's answer first.
+    """
     return (
         isinstance(error, psycopg.errors.UniqueViolation)
         and error.diag.constraint_name == PROCESSED_EVENTS_KEY
