@@ -234,18 +234,13 @@ class BatchProcessor:
             await self._session.committed()
         except Exception as error:
             await self.close()
-            if is_replay(error):
-                log.info(
-                    "applying a batch of %d records on its own: an event of it was applied"
-                    " before (a replay)",
-                    len(batch),
+            if isinstance(error, psycopg.Error | PoolTimeout) or is_transient(error):
+                reason = (
+                    "an event of it was applied before (a replay)"
+                    if is_replay(error)
+                    else safe_reason(error, self._password)
                 )
-            elif isinstance(error, psycopg.Error | PoolTimeout) or is_transient(error):
-                log.info(
-                    "applying a batch of %d records on its own: %s",
-                    len(batch),
-                    safe_reason(error, self._password),
-                )
+                log.info("applying a batch of %d records on its own: %s", len(batch), reason)
             else:
                 log.exception(
                     "the read-ahead session failed unexpectedly; applying the batch on its own"
