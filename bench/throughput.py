@@ -1,6 +1,7 @@
 """Throughput benchmark: how close the worker gets to what PostgreSQL itself can ingest.
 
-One run, one machine, the real broker and PostgreSQL, each scenario on a fresh database:
+One run, one machine, the real broker and PostgreSQL, each scenario on a fresh database whose
+setup has been written out to disk before the scenario starts:
 
 1. ``limit``: the same row versions COPYed into a temp table and upserted into ``models`` with
    ``INSERT ... ON CONFLICT`` (no Kafka, no validation): the database's ceiling for this table and
@@ -15,7 +16,8 @@ One run, one machine, the real broker and PostgreSQL, each scenario on a fresh d
 4. ``latency``: a steady ``--latency-rate`` events/s for ``--latency-seconds`` with the worker
    running; publish-to-committed percentiles, and the p99 and the embedded broker's CPU in each
    quarter of the run (``--latency-trace`` writes every event's times); then its baseline: the
-   same publishing read by a bare consumer that applies nothing (the broker alone).
+   same publishing read by a bare consumer that applies nothing (the broker alone). The
+   publisher sends each record as it comes (``--latency-linger-ms``, default 0: no batching).
 5. peak resident memory (VmHWM) of every consumer process.
 
 With ``--repeat N`` every scenario timed against the ``limit``, at every table size, runs N times
@@ -294,6 +296,18 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def settle_writes(admin_url: str) -> None:
+    """Write out what the setup left dirty (the template's copy, the seeding) before a scenario.
+
+    Left to the kernel, those pages are written back up to half a minute later, in the middle of
+    the next measurement, where a commit's WAL flush can queue behind them for hundreds of
+    milliseconds: a 20-second latency run would report the setup's writes as the worker's tail.
+    """
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
 
 
 def seed_models(url: str, models: Sequence[ModelSeed]) -> None:
@@ -603,14 +617,15 @@ def topic_for(settings: Settings, e: Event) -> str:
     return settings.admin_topic if e.admin else settings.provider_sync_topic
 
 
-def steady_producer(settings: Settings) -> Any:
-    """A producer sending each record as it comes (no linger), acknowledged by all replicas."""
+def steady_producer(settings: Settings, linger_ms: int) -> Any:
+    """A producer sending records as they come, acknowledged by all replicas."""
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_idempotent_producer,
         acks="all",
+        linger_ms=linger_ms,
     )
 
 
@@ -1121,7 +1136,7 @@ async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload)
     """
     from aiokafka import AIOKafkaConsumer
 
-    producer = steady_producer(settings)
+    producer = steady_producer(settings, ctx.args.latency_linger_ms)
     consumer = AIOKafkaConsumer(
         *settings.input_topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -1274,7 +1289,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     worker = spawn_worker(
         settings, log_path, [f"MODELREG_HTTP_PORT={metrics_port}", *ctx.args.worker_env]
     )
-    producer = steady_producer(settings)
+    producer = steady_producer(settings, ctx.args.latency_linger_ms)
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     acked: dict[uuid.UUID, float] = {}  # when the broker confirmed the write
@@ -1499,9 +1514,12 @@ class Context:
     databases: list[str] = field(default_factory=list)
 
     def database(self, name: str, template: str | None = None) -> str:
+        """A fresh database for one scenario, with the setup's writes already on disk."""
         full = f"mrbench_{self.tag}_{name}"
         self.databases.append(full)
-        return create_database(self.admin_url, full, template)
+        url = create_database(self.admin_url, full, template)
+        settle_writes(self.admin_url)
+        return url
 
 
 @contextlib.contextmanager
@@ -1738,6 +1756,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="an extra worker run under py-spy")
     parser.add_argument("--profile-out", default="/tmp/modelreg-bench/worker-profile.txt")
     parser.add_argument("--latency-rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--latency-linger-ms",
+        type=int,
+        default=0,
+        help="the latency publisher's linger (0: each record sent as it comes)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
         "--latency-trace",
