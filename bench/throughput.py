@@ -55,6 +55,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -1041,6 +1042,42 @@ class GcPauses:
             gc.callbacks.remove(self._observe)
 
 
+class DiskProbe:
+    """An 8 KB write and ``fdatasync`` every ``interval`` seconds, beside the database's files.
+
+    Every commit waits for such a flush of the WAL, so a commit cannot be faster than the disk is
+    at that moment: when the disk stalls, the probe stalls with it, and a slow quarter of the
+    latency run can be told from a slow worker.
+    """
+
+    def __init__(self, directory: Path, interval: float = 0.02) -> None:
+        self.samples: list[tuple[float, float]] = []  # (epoch s, ms)
+        self._path = directory / "mrbench-disk-probe"
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+
+    def _run(self) -> None:
+        block = os.urandom(8192)
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while not self._stop.wait(self._interval):
+                began = time.perf_counter()
+                os.pwrite(fd, block, 0)
+                os.fdatasync(fd)
+                self.samples.append((time.time(), (time.perf_counter() - began) * 1000))
+        finally:
+            os.close(fd)
+            self._path.unlink(missing_ok=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 #: A bucket bound of the worker's latency histograms (worker/observability/metrics.py).
 FETCHED_LATE_S = 0.1
 
@@ -1188,13 +1225,17 @@ async def run_broker_alone(ctx: Context, settings: Settings, workload: Workload)
     return BrokerAlone(quarters, per_second(marks))
 
 
-def by_quarter(samples: Sequence[tuple[float, float]], seconds: float) -> list[list[float]]:
+def by_quarter(
+    samples: Sequence[tuple[float, float]], seconds: float, first: float | None = None
+) -> list[list[float]]:
     """``(sent at, latency)`` samples split by the quarter of the ``seconds``-long run they were
-    sent in, counted from the first send."""
-    first = min((at for at, _ in samples), default=0.0)
+    sent in, counted from ``first`` (default: the first send); samples before it are left out."""
+    if first is None:
+        first = min((at for at, _ in samples), default=0.0)
     quarters: list[list[float]] = [[], [], [], []]
     for at, latency in samples:
-        quarters[min(3, int((at - first) / (seconds / 4)))].append(latency)
+        if at >= first:
+            quarters[min(3, int((at - first) / (seconds / 4)))].append(latency)
     return quarters
 
 
@@ -1238,6 +1279,8 @@ class Latency:
     #: Per quarter: the share of fetched batches whose oldest record had waited over
     #: ``FETCHED_LATE_S`` when the worker received it (the worker's modelreg_fetch_delay_seconds).
     fetched_late_shares: list[float] = field(default_factory=list)
+    #: Per quarter: the disk probe's flushes (ms), when the database is on this machine.
+    disk_quarters_ms: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -1256,6 +1299,8 @@ class Latency:
             "quarters_p99_ms": [pct(q, 0.99) for q in self.quarters_ms],
             "quarters_broker_core_share": self.broker_shares,
             "quarters_fetched_late_share": self.fetched_late_shares,
+            "quarters_disk_flush_max_ms": [max(q, default=math.nan) for q in self.disk_quarters_ms],
+            "disk_flush_p99_ms": pct([ms for q in self.disk_quarters_ms for ms in q], 0.99),
         }
 
 
@@ -1282,6 +1327,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     """
     gc.freeze()
     pauses = GcPauses()
+    disk = DiskProbe(ctx.data_dir.parent) if ctx.data_dir else None
 
     url = settings.database_url
     log_path = ctx.work / "latency-worker.log"
@@ -1298,6 +1344,8 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     poll = 0.01
     try:
         pauses.start()
+        if disk:
+            disk.start()
         warmup, events = workload.events[0], workload.events[1:]
 
         topic = partial(topic_for, settings)
@@ -1355,6 +1403,8 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         rss = peak_rss_mb(worker.pid)
     finally:
         pauses.stop()
+        if disk:
+            disk.stop()
         await producer.stop()
         worker.send_signal(signal.SIGTERM)
         try:
@@ -1391,6 +1441,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         quarters_ms=quarters,
         broker_shares=shares,
         fetched_late_shares=late,
+        disk_quarters_ms=by_quarter(disk.samples, seconds, min(sent.values())) if disk else [],
     )
 
 
@@ -1511,6 +1562,8 @@ class Context:
     bootstrap: str
     idempotent: bool
     tag: str
+    #: The embedded database's directory; None when the database was given by URL.
+    data_dir: Path | None = None
     databases: list[str] = field(default_factory=list)
 
     def database(self, name: str, template: str | None = None) -> str:
@@ -1523,20 +1576,24 @@ class Context:
 
 
 @contextlib.contextmanager
-def services(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, bool]]:
+def services(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, bool, Path | None]]:
+    """Database URL, bootstrap servers, whether the broker takes idempotent producers, and the
+    embedded database's directory (None for a database given by URL)."""
     from worker.embedded import embedded_postgres, tansu_broker
 
     database = args.database_url or os.environ.get("MODELREG_DATABASE_URL")
     bootstrap = args.bootstrap or os.environ.get("MODELREG_KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
+        data_dir = None
         if not database:
-            database = stack.enter_context(embedded_postgres(Path(args.data_dir)))
+            data_dir = Path(args.data_dir)
+            database = stack.enter_context(embedded_postgres(data_dir))
         idempotent = False
         if bootstrap:
             idempotent = os.environ.get("MODELREG_KAFKA_IDEMPOTENT_PRODUCER", "true") == "true"
         else:
             bootstrap = stack.enter_context(tansu_broker())
-        yield database, bootstrap, idempotent
+        yield database, bootstrap, idempotent, data_dir
 
 
 async def ensure_bench_topics(ctx: Context, settings: Settings) -> None:
@@ -1667,6 +1724,12 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" {FETCHED_LATE_S * 1000:.0f} ms"
             f" {_slashed(summary['quarters_fetched_late_share'], '.0f', 100)}%"
         )
+        if latency.disk_quarters_ms:
+            print(
+                "  the disk beside the database (an 8 KB write and fdatasync every 20 ms):"
+                f" p99 {summary['disk_flush_p99_ms']:.1f} ms; longest by quarter"
+                f" {_slashed(summary['quarters_disk_flush_max_ms'], '.0f')} ms"
+            )
         bare_topics = f"{topics}-bare"
         settings = bench_settings(url, ctx.bootstrap, ctx.idempotent, bare_topics, bare_topics)
         await ensure_bench_topics(ctx, settings)
@@ -1804,9 +1867,10 @@ def main() -> int:
     Path(args.profile_out).parent.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="modelreg-bench-") as work,
-        services(args, Path(work)) as (database, bootstrap, idempotent),
+        services(args, Path(work)) as (database, bootstrap, idempotent, data_dir),
     ):
-        ctx = Context(args, Path(work), database, bootstrap, idempotent, secrets.token_hex(3))
+        tag = secrets.token_hex(3)
+        ctx = Context(args, Path(work), database, bootstrap, idempotent, tag, data_dir)
         print(f"database {describe_conninfo(database)}; broker {bootstrap}")
         try:
             out = asyncio.run(bench(ctx))
