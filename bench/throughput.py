@@ -1567,7 +1567,8 @@ class Context:
     databases: list[str] = field(default_factory=list)
 
     def database(self, name: str, template: str | None = None) -> str:
-        """A fresh database for one scenario, with the setup's writes already on disk."""
+        """A fresh database, dropped at the end. Everything written so far (the copy of its
+        template included) is on disk when it returns, so a scenario measures from a clean start."""
         full = f"mrbench_{self.tag}_{name}"
         self.databases.append(full)
         url = create_database(self.admin_url, full, template)
