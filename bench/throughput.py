@@ -281,6 +281,13 @@ def db_url(admin_url: str, name: str) -> str:
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """A fresh database, or a copy of ``template`` written out to disk before it is returned.
+
+    Left to the kernel, the pages a copy (and the seeding of its template) left dirty are written
+    back up to half a minute later, in the middle of the measurement that starts on the copy,
+    where a commit's WAL flush can queue behind them for hundreds of milliseconds: a 20-second
+    latency run would report the setup's writes as the worker's tail.
+    """
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -289,6 +296,10 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
         if template:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(statement)
+        if template:
+            conn.execute("CHECKPOINT")
+    if template:
+        os.sync()
     return db_url(admin_url, name)
 
 
@@ -297,18 +308,6 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-
-
-def settle_writes(admin_url: str) -> None:
-    """Write out what the setup left dirty (the template's copy, the seeding) before a scenario.
-
-    Left to the kernel, those pages are written back up to half a minute later, in the middle of
-    the next measurement, where a commit's WAL flush can queue behind them for hundreds of
-    milliseconds: a 20-second latency run would report the setup's writes as the worker's tail.
-    """
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-    os.sync()
 
 
 def seed_models(url: str, models: Sequence[ModelSeed]) -> None:
@@ -1567,13 +1566,11 @@ class Context:
     databases: list[str] = field(default_factory=list)
 
     def database(self, name: str, template: str | None = None) -> str:
-        """A fresh database, dropped at the end. Everything written so far (the copy of its
-        template included) is on disk when it returns, so a scenario measures from a clean start."""
+        """A fresh database or a copy of ``template`` (on disk when it returns), dropped at the
+        end."""
         full = f"mrbench_{self.tag}_{name}"
         self.databases.append(full)
-        url = create_database(self.admin_url, full, template)
-        settle_writes(self.admin_url)
-        return url
+        return create_database(self.admin_url, full, template)
 
 
 @contextlib.contextmanager
