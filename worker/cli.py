@@ -109,6 +109,7 @@ def worker(
     from worker.persistence.db import DatabaseUnavailable
     from worker.persistence.migrate import MigrationError
     from worker.transport.app import create_app
+    from worker.transport.topics import TopicsMissing
 
     overrides: dict[str, object] = {"migrate_on_start": False} if no_migrate else {}
     settings = settings_or_fail(**overrides)
@@ -116,7 +117,7 @@ def worker(
     try:
         application = create_app(settings)
         asyncio.run(application.run())
-    except (ConfigError, DatabaseUnavailable, MigrationError) as error:
+    except (ConfigError, DatabaseUnavailable, MigrationError, TopicsMissing) as error:
         fail(str(error))
     except PoolTimeout as error:
         fail(f"cannot connect to PostgreSQL: {error}")

@@ -22,7 +22,7 @@ from worker.persistence.errors import conninfo_password, safe_reason
 from worker.persistence.migrate import MigrationError, pending
 from worker.settings import ConfigError, Settings, load_settings
 from worker.transport.clients import client_options
-from worker.transport.topics import worker_topics
+from worker.transport.topics import missing_topics
 
 BROKER_TIMEOUT_S: Final = 10.0
 
@@ -149,9 +149,8 @@ async def check_broker(settings: Settings) -> list[Check]:
         ]
     try:
         checks = [_ok("broker", f"reachable at {servers}")]
-        existing = set(await asyncio.wait_for(admin.list_topics(), BROKER_TIMEOUT_S))
-        wanted = worker_topics(settings)
-        missing = [t for t in wanted if t not in existing]
+        existing = await asyncio.wait_for(admin.list_topics(), BROKER_TIMEOUT_S)
+        missing = missing_topics(existing, settings)
         if missing:
             checks.append(_fail("topics", f"missing: {', '.join(missing)}"))
             checks.append(_fail("consumer lag", "not checked: input topics missing"))

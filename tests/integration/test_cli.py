@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -399,6 +402,35 @@ def test_contracts_export_writes_what_the_repository_holds(tmp_path: Path) -> No
     assert exported == committed
     for name in exported:
         assert (tmp_path / name).read_text() == (CONTRACTS / name).read_text(), name
+
+
+# --- worker -----------------------------------------------------------------------------------
+
+
+def test_the_worker_command_names_missing_topics_in_one_line(cli: Cli) -> None:
+    absent = f"absent-{secrets.token_hex(4)}"
+    env = {
+        **os.environ,
+        **cli.env,
+        "MODELREG_PROVIDER_SYNC_TOPIC": f"{absent}.provider-sync",
+        "MODELREG_DEAD_LETTER_TOPIC": f"{absent}.dead-letter",
+    }
+
+    # A subprocess, bounded: the command runs until stopped once it has started.
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("modelreg")), "worker", "--no-migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    reason = result.stderr.strip().splitlines()[-1]  # after the worker's own log lines
+    assert f"topics missing at {cli.bootstrap}: {absent}.provider-sync, {absent}.dead-letter." in (
+        reason
+    )
 
 
 # --- doctor -----------------------------------------------------------------------------------

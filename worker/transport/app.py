@@ -53,8 +53,21 @@ from worker.transport.clients import client_options, kafka_security
 from worker.transport.pipeline import BatchPipeline, RawBatch
 from worker.transport.polling import poll_without_pause
 from worker.transport.relay import OutboxRelay, stop_task
+from worker.transport.topics import check_topics
 
 log = logging.getLogger("modelreg.worker")
+broker_log = logging.getLogger("modelreg.broker")
+
+
+class TopicsCheckedAtStartup(logging.Filter):
+    """Drops FastStream's reminder that it creates no topics, logged as a warning at every start:
+    by then :func:`check_topics` has found all four, or named the missing ones and stopped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Auto create topics is disabled")
+
+
+broker_log.addFilter(TopicsCheckedAtStartup())
 
 ApplyBatch = Callable[
     [psycopg.AsyncConnection[Any], Sequence[Record], Settings], Awaitable[BatchReport]
@@ -300,9 +313,9 @@ class Worker:
             # through our logger: its own would print colored text to stdout, bypassing the
             # configured format (MODELREG_LOG_FORMAT=json).
             log_level=logging.DEBUG,
-            logger=logging.getLogger("modelreg.broker"),
+            logger=broker_log,
             # Topics are provisioned with their partition counts by ops (or ensure_topics);
-            # a worker must not create them with broker defaults.
+            # a worker must not create them with broker defaults (see check_topics).
             allow_auto_create_topics=False,
             # The one handler takes the fetched records as they are. With dependency injection
             # on, resolving a message argument runs a synchronous lookup in a worker thread
@@ -392,6 +405,9 @@ class Worker:
         )
         try:
             await producer.start()
+            # Before the consumer subscribes: its metadata requests could have the broker
+            # create a missing input topic with the broker's default partition count.
+            await check_topics(settings)
         except BaseException:
             await pool.close()
             with contextlib.suppress(Exception):

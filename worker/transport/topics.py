@@ -1,8 +1,16 @@
-"""Creating the worker's four topics, for the demo and the tests (production creates its own)."""
+"""The worker's four topics: which are missing, and creating them for the demo and the tests.
+
+Production provisions its own topics, with the partition counts its consumer group needs. The
+worker never creates them, and it does not start while one is missing: aiokafka's metadata
+requests always allow the broker to create a topic they name, so a consumer subscribed to a
+missing input topic would have a broker with ``auto.create.topics.enable`` (Apache Kafka's
+default) create it with the broker's default partition count, and nobody would notice.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -21,6 +29,35 @@ def worker_topics(settings: Settings) -> list[str]:
     ]
 
 
+class TopicsMissing(Exception):
+    """Some of the worker's topics do not exist on the broker."""
+
+
+def missing_topics(existing: Iterable[str], settings: Settings) -> list[str]:
+    """The worker's topics not among ``existing``, in the order of :func:`worker_topics`."""
+    present = set(existing)
+    return [name for name in worker_topics(settings) if name not in present]
+
+
+async def check_topics(settings: Settings) -> None:
+    """Raise :class:`TopicsMissing`, naming each missing topic, unless all four exist.
+
+    Lists the cluster's topics without naming any, so the check itself creates nothing.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        missing = missing_topics(await admin.list_topics(), settings)
+    finally:
+        await admin.close()
+    if missing:
+        raise TopicsMissing(
+            f"topics missing at {settings.kafka_bootstrap_servers}: {', '.join(missing)}. The"
+            " worker does not create its topics: create them with the partitions the consumer"
+            " group needs (docs/operations.md, Topics); `modelreg doctor` lists what is missing"
+        )
+
+
 async def ensure_topics(
     bootstrap: str, settings: Settings, partitions: int = 6, replication: int = 1
 ) -> list[str]:
@@ -34,8 +71,7 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
+        missing = missing_topics(await admin.list_topics(), settings)
         if missing:
             response = await admin.create_topics(
                 [NewTopic(name, partitions, replication) for name in missing]
