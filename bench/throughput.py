@@ -298,8 +298,7 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
         conn.execute(statement)
         if template:
             conn.execute("CHECKPOINT")
-    if template:
-        os.sync()
+            os.sync()
     return db_url(admin_url, name)
 
 

@@ -10,7 +10,9 @@ default) create it with the broker's default partition count, and nobody would n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -29,6 +31,16 @@ def worker_topics(settings: Settings) -> list[str]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def _admin(options: dict[str, Any]) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
 class TopicsMissing(Exception):
     """Some of the worker's topics do not exist on the broker."""
 
@@ -44,12 +56,8 @@ async def check_topics(settings: Settings) -> None:
 
     Lists the cluster's topics without naming any, so the check itself creates nothing.
     """
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
+    async with _admin(client_options(settings)) as admin:
         missing = missing_topics(await admin.list_topics(), settings)
-    finally:
-        await admin.close()
     if missing:
         raise TopicsMissing(
             f"topics missing at {settings.kafka_bootstrap_servers}: {', '.join(missing)}. The"
@@ -65,12 +73,7 @@ async def ensure_topics(
 
     Waits until the cluster metadata lists all four, because creation is asynchronous.
     """
-    options = client_options(settings)
-    options["bootstrap_servers"] = bootstrap
-    wanted = worker_topics(settings)
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
+    async with _admin({**client_options(settings), "bootstrap_servers": bootstrap}) as admin:
         missing = missing_topics(await admin.list_topics(), settings)
         if missing:
             response = await admin.create_topics(
@@ -80,10 +83,8 @@ async def ensure_topics(
                 if code not in (0, TOPIC_ALREADY_EXISTS):
                     raise RuntimeError(f"cannot create topic {topic}: error {code} {rest}")
         deadline = asyncio.get_running_loop().time() + 15
-        while not set(wanted) <= set(await admin.list_topics()):
+        while late := missing_topics(await admin.list_topics(), settings):
             if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"topics {wanted} did not appear in the cluster metadata")
+                raise RuntimeError(f"topics {late} did not appear in the cluster metadata")
             await asyncio.sleep(0.1)
         return missing
-    finally:
-        await admin.close()
