@@ -206,11 +206,15 @@ async def test_lifecycle_events_wait_in_the_outbox_while_the_broker_is_away(
             lambda: _processed(faults, len(expected.event_ids)), 60, "the events to be applied"
         )
         assert await faults.registry_rows() == expected.rows()
-        # The lifecycle events wait, and keep waiting while the relay retries.
+        # The lifecycle events wait, and keep waiting while the relay retries. The relay only
+        # knows the broker is away once a send times out, however long that takes the machine.
         for _ in range(10):
             assert await faults.pending_outbox() == queued
             await asyncio.sleep(0.5)
-        assert worker.relay is not None and worker.relay.broker.down
+        await faults.wait_for(
+            lambda: _relay_reports_broker_down(worker), 60, "the relay to find Kafka unavailable"
+        )
+        assert await faults.pending_outbox() == queued
 
         await lifecycle_broker.partition.restore()
         await faults.wait_quiescent(len(expected.event_ids), timeout=120)
@@ -230,6 +234,10 @@ async def _running(worker: Worker, task: asyncio.Task[None]) -> bool:
     if task.done():
         task.result()
     return bool(getattr(worker.app, "running", False))
+
+
+async def _relay_reports_broker_down(worker: Worker) -> bool:
+    return worker.relay is not None and worker.relay.broker.down
 
 
 async def _processed(env: FaultEnv, count: int) -> bool:
