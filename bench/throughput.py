@@ -17,7 +17,8 @@ setup has been written out to disk before the scenario starts:
    running; publish-to-committed percentiles, and the p99 and the embedded broker's CPU in each
    quarter of the run (``--latency-trace`` writes every event's times); then its baseline: the
    same publishing read by a bare consumer that applies nothing (the broker alone). The
-   publisher sends each record as it comes (``--latency-linger-ms``, default 0: no batching).
+   publisher lingers as the project's own does (``worker.publishing``: 5 ms, Apache Kafka's
+   default; ``--latency-linger-ms 0`` sends each record as it comes).
 5. peak resident memory (VmHWM) of every consumer process.
 
 With ``--repeat N`` every scenario timed against the ``limit``, at every table size, runs N times
@@ -78,6 +79,7 @@ sys.path.insert(0, str(REPO))
 
 from worker.embedded import free_port  # noqa: E402
 from worker.persistence.db import describe_conninfo  # noqa: E402
+from worker.publishing import LINGER_MS  # noqa: E402
 from worker.settings import Settings, environment_for, load_settings  # noqa: E402
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -617,7 +619,7 @@ def topic_for(settings: Settings, e: Event) -> str:
 
 
 def steady_producer(settings: Settings, linger_ms: int) -> Any:
-    """A producer sending records as they come, acknowledged by all replicas."""
+    """A producer acknowledged by all replicas, batching each partition's records for linger_ms."""
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(
@@ -1819,8 +1821,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-linger-ms",
         type=int,
-        default=0,
-        help="the latency publisher's linger (0: each record sent as it comes)",
+        default=LINGER_MS,
+        help=(
+            f"the latency publisher's linger (default {LINGER_MS}, the project's publisher's;"
+            " 0: each record sent as it comes)"
+        ),
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
