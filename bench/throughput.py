@@ -79,7 +79,7 @@ sys.path.insert(0, str(REPO))
 
 from worker.embedded import free_port  # noqa: E402
 from worker.persistence.db import describe_conninfo  # noqa: E402
-from worker.publishing import LINGER_MS  # noqa: E402
+from worker.publishing import LINGER_MS, producer_options  # noqa: E402
 from worker.settings import Settings, environment_for, load_settings  # noqa: E402
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -619,14 +619,11 @@ def topic_for(settings: Settings, e: Event) -> str:
 
 
 def steady_producer(settings: Settings, linger_ms: int) -> Any:
-    """A producer acknowledged by all replicas, batching each partition's records for linger_ms."""
+    """The project's publisher's producer (acks=all, its security), lingering ``linger_ms``."""
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_idempotence=settings.kafka_idempotent_producer,
-        acks="all",
-        linger_ms=linger_ms,
+        **{**producer_options(settings, client_id="modelreg-bench"), "linger_ms": linger_ms}
     )
 
 

@@ -6,19 +6,14 @@ import logging
 import secrets
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.e2e.conftest import Env
-from worker.transport.topics import TopicsMissing
+from worker.transport.topics import TopicsMissing, admin_client
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
+async def _topics(bootstrap: str) -> list[str]:
+    async with admin_client({"bootstrap_servers": bootstrap}) as admin:
+        return list(await admin.list_topics())
 
 
 async def test_a_worker_whose_input_topic_is_missing_stops_at_startup_and_creates_none(

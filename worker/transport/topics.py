@@ -32,7 +32,8 @@ def worker_topics(settings: Settings) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _admin(options: dict[str, Any]) -> AsyncIterator[AIOKafkaAdminClient]:
+async def admin_client(options: dict[str, Any]) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on the way out."""
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
@@ -56,7 +57,7 @@ async def check_topics(settings: Settings) -> None:
 
     Lists the cluster's topics without naming any, so the check itself creates nothing.
     """
-    async with _admin(client_options(settings)) as admin:
+    async with admin_client(client_options(settings)) as admin:
         missing = missing_topics(await admin.list_topics(), settings)
     if missing:
         raise TopicsMissing(
@@ -73,7 +74,7 @@ async def ensure_topics(
 
     Waits until the cluster metadata lists all four, because creation is asynchronous.
     """
-    async with _admin({**client_options(settings), "bootstrap_servers": bootstrap}) as admin:
+    async with admin_client({**client_options(settings), "bootstrap_servers": bootstrap}) as admin:
         missing = missing_topics(await admin.list_topics(), settings)
         if missing:
             response = await admin.create_topics(
