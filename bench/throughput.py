@@ -1105,6 +1105,53 @@ async def fetched_late(port: int) -> tuple[float, float]:
     return total, total - within
 
 
+#: Who used the cores during a latency run, in the order they are printed.
+PARTIES = ("worker", "worker_db", "broker", "bench", "bench_db")
+
+
+@dataclass(frozen=True, slots=True)
+class CoreClock:
+    """CPU seconds so far of each of ``PARTIES`` (NaN: not on this machine) and of the machine.
+
+    At 1,000 events/s the worker, its database backends, the broker and the benchmark's own
+    publisher and watcher share the machine's cores; when they fill them, every part waits for
+    a core, and the run's latency says more about the machine than about the worker.
+    """
+
+    parties: dict[str, float]
+    machine: float
+
+
+def database_is_local(url: str) -> bool:
+    """Whether the server's backends are processes of this machine (their CPU can be read)."""
+    host = str(conninfo_to_dict(url).get("host") or "")
+    return host in {"", "localhost", "127.0.0.1", "::1"} or host.startswith("/")
+
+
+def _backends_cpu(pids: Sequence[int] | None) -> float:
+    return math.nan if pids is None else sum(process_cpu(pid) for pid in pids)
+
+
+def core_clock(
+    worker_pid: int, worker_db: Sequence[int] | None, bench_db: Sequence[int] | None
+) -> CoreClock:
+    """CPU seconds used so far by each party to the latency run, and by the whole machine.
+
+    ``worker_db`` and ``bench_db`` are server backends' pids, None for a server elsewhere.
+    """
+    own = psutil.Process().cpu_times()
+    return CoreClock(
+        {
+            "worker": process_cpu(worker_pid),
+            "worker_db": _backends_cpu(worker_db),
+            "broker": broker_cpu(),
+            "bench": own.user + own.system,
+            "bench_db": _backends_cpu(bench_db),
+        },
+        CpuMeter._busy(psutil.cpu_times()),
+    )
+
+
 async def publish_steady(
     producer: Any,
     events: Sequence[Event],
@@ -1278,6 +1325,9 @@ class Latency:
     fetched_late_shares: list[float] = field(default_factory=list)
     #: Per quarter: the disk probe's flushes (ms), when the database is on this machine.
     disk_quarters_ms: list[list[float]] = field(default_factory=list)
+    #: Per quarter: the share of a core each of ``PARTIES`` used, and the machine's busy share.
+    party_shares: dict[str, list[float]] = field(default_factory=dict)
+    machine_busy_shares: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -1298,6 +1348,8 @@ class Latency:
             "quarters_fetched_late_share": self.fetched_late_shares,
             "quarters_disk_flush_max_ms": [max(q, default=math.nan) for q in self.disk_quarters_ms],
             "disk_flush_p99_ms": pct([ms for q in self.disk_quarters_ms for ms in q], 0.99),
+            "quarters_core_share": self.party_shares,
+            "quarters_machine_busy_share": self.machine_busy_shares,
         }
 
 
@@ -1355,6 +1407,15 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                     raise SystemExit(f"latency worker did not start; see {log_path}")
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)
+            # The database backends connected now: the worker's (its session, its relay) and the
+            # watcher's own, whose CPU is the benchmark's, not the worker's.
+            cur = await conn.execute(
+                "SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity"
+                " WHERE datname = current_database()"
+            )
+            backends = await cur.fetchall() if database_is_local(url) else None
+            worker_db = None if backends is None else [pid for pid, ours in backends if not ours]
+            bench_db = None if backends is None else [pid for pid, ours in backends if ours]
             stop = asyncio.Event()
 
             async def watch() -> None:
@@ -1362,6 +1423,11 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                 # new: those started at or after the oldest transaction then open (``processed_at``
                 # is its ``now()``). The horizon is read *before* each poll's snapshot, so a
                 # transaction that commits in between is visible to that snapshot.
+                # Each poll is planned for its own horizon: prepared at the start of the run, when
+                # processed_events held one row, the statement settled on a generic plan that
+                # scanned the whole table, and the poll's cost grew with the run (the watcher's
+                # backend from 7% to 21% of a core at 1,000 events/s).
+                await conn.execute("SET plan_cache_mode = force_custom_plan")
                 horizon = 0.0
                 while True:
                     query_start = time.time()
@@ -1388,8 +1454,8 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
                 sent[event_id] = time.time()
                 return partial(_acked_at, acked, event_id)
 
-            async def mark() -> tuple[float, tuple[float, float]]:
-                return broker_cpu(), await fetched_late(metrics_port)
+            async def mark() -> tuple[CoreClock, tuple[float, float]]:
+                return core_clock(worker.pid, worker_db, bench_db), await fetched_late(metrics_port)
 
             seconds, marks = await publish_steady(
                 producer, events, ctx.args.latency_rate, topic, on_send, mark
@@ -1418,7 +1484,12 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
     quarters = by_quarter(
         [(t, (visible[k] - t) * 1000) for k, t in sent.items() if k in visible], seconds
     )
-    shares = per_second([(t, cpu) for t, (cpu, _) in marks])
+    cores = psutil.cpu_count() or 1
+    party_shares = {
+        party: per_second([(t, clock.parties[party]) for t, (clock, _) in marks])
+        for party in PARTIES
+    }
+    busy = [share / cores for share in per_second([(t, c.machine) for t, (c, _) in marks])]
     late = [
         (l1 - l0) / (n1 - n0) if n1 > n0 else math.nan
         for (_, (_, (n0, l0))), (_, (_, (n1, l1))) in pairwise(marks)
@@ -1436,9 +1507,11 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         rss_mb=rss,
         harness_gc_max_ms=pauses.longest_s * 1000,
         quarters_ms=quarters,
-        broker_shares=shares,
+        broker_shares=party_shares["broker"],
         fetched_late_shares=late,
         disk_quarters_ms=by_quarter(disk.samples, seconds, min(sent.values())) if disk else [],
+        party_shares=party_shares,
+        machine_busy_shares=busy,
     )
 
 
@@ -1719,6 +1792,18 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" core; fetched batches whose oldest record had waited over"
             f" {FETCHED_LATE_S * 1000:.0f} ms"
             f" {_slashed(summary['quarters_fetched_late_share'], '.0f', 100)}%"
+        )
+        shares = summary["quarters_core_share"]
+        print(
+            "  cores by quarter, in % of one:"
+            f" the worker {_slashed(shares['worker'], '.0f', 100)},"
+            f" its database backends {_slashed(shares['worker_db'], '.0f', 100)},"
+            f" the broker {_slashed(shares['broker'], '.0f', 100)},"
+            f" the benchmark (publisher, watcher, disk probe)"
+            f" {_slashed(shares['bench'], '.0f', 100)}"
+            f" and its database backend {_slashed(shares['bench_db'], '.0f', 100)};"
+            f" the machine {_slashed(summary['quarters_machine_busy_share'], '.0f', 100)}%"
+            f" busy (of {cores} cores)"
         )
         if latency.disk_quarters_ms:
             print(
