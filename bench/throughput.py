@@ -14,8 +14,9 @@ setup has been written out to disk before the scenario starts:
    ``worker xN processes`` (``--group N``, default 2): N workers sharing the partitions as one
    consumer group, the way an operator gives the worker more cores than one Python process uses.
 4. ``latency``: a steady ``--latency-rate`` events/s for ``--latency-seconds`` with the worker
-   running; publish-to-committed percentiles, and the p99 and the embedded broker's CPU in each
-   quarter of the run (``--latency-trace`` writes every event's times); then its baseline: the
+   running; publish-to-committed percentiles, and for each quarter of the run the p99 and the
+   share of a core used by the worker, its database backends, the broker and the benchmark
+   itself (``--latency-trace`` writes every event's times); then its baseline: the
    same publishing read by a bare consumer that applies nothing (the broker alone). The
    publisher lingers as the project's own does (``worker.publishing``: 5 ms, Apache Kafka's
    default; ``--latency-linger-ms 0`` sends each record as it comes).
