@@ -436,7 +436,8 @@ class CpuMeter:
         self.steal_s = 0.0
 
     @staticmethod
-    def _busy(times: Any) -> float:
+    def busy_seconds(times: Any) -> float:
+        """Busy core-seconds in a ``psutil.cpu_times()`` reading (guest time is in user's)."""
         idle = times.idle + getattr(times, "iowait", 0.0)
         return float(sum(times) - idle - getattr(times, "guest", 0.0))
 
@@ -445,7 +446,7 @@ class CpuMeter:
 
     def stop(self) -> float:
         end = psutil.cpu_times()
-        self.busy_s = self._busy(end) - self._busy(self._start)
+        self.busy_s = self.busy_seconds(end) - self.busy_seconds(self._start)
         self.steal_s = getattr(end, "steal", 0.0) - getattr(self._start, "steal", 0.0)
         return self.busy_s
 
@@ -1149,7 +1150,7 @@ def core_clock(
             "bench": own.user + own.system,
             "bench_db": _backends_cpu(bench_db),
         },
-        CpuMeter._busy(psutil.cpu_times()),
+        CpuMeter.busy_seconds(psutil.cpu_times()),
     )
 
 
