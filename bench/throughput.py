@@ -363,15 +363,17 @@ def fill_models(url: str, rows: int, rng: random.Random, start: int = 0) -> floa
 def backend_cpu(url: str, exclude_self: bool = True) -> float:
     """CPU seconds (user + system) of every backend connected to this database but ours."""
     name = conninfo_to_dict(url).get("dbname")
-    total = 0.0
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         ).fetchall()
-    for (pid,) in rows:
-        total += process_cpu(pid)
-    return total
+    return backends_cpu([pid for (pid,) in rows])
+
+
+def backends_cpu(pids: Sequence[int] | None) -> float:
+    """CPU seconds of these server backends (NaN when they run on another machine: None)."""
+    return math.nan if pids is None else sum(process_cpu(pid) for pid in pids)
 
 
 def _family(pid: int) -> list[psutil.Process]:
@@ -1126,12 +1128,9 @@ class CoreClock:
 
 def database_is_local(url: str) -> bool:
     """Whether the server's backends are processes of this machine (their CPU can be read)."""
-    host = str(conninfo_to_dict(url).get("host") or "")
+    params = conninfo_to_dict(url)
+    host = str(params.get("host") or params.get("hostaddr") or "")
     return host in {"", "localhost", "127.0.0.1", "::1"} or host.startswith("/")
-
-
-def _backends_cpu(pids: Sequence[int] | None) -> float:
-    return math.nan if pids is None else sum(process_cpu(pid) for pid in pids)
 
 
 def core_clock(
@@ -1145,10 +1144,10 @@ def core_clock(
     return CoreClock(
         {
             "worker": process_cpu(worker_pid),
-            "worker_db": _backends_cpu(worker_db),
+            "worker_db": backends_cpu(worker_db),
             "broker": broker_cpu(),
             "bench": own.user + own.system,
-            "bench_db": _backends_cpu(bench_db),
+            "bench_db": backends_cpu(bench_db),
         },
         CpuMeter.busy_seconds(psutil.cpu_times()),
     )
@@ -1319,9 +1318,8 @@ class Latency:
     rss_mb: float
     #: The benchmark's own longest garbage collection while it published and watched.
     harness_gc_max_ms: float = 0.0
-    #: Per quarter of the run (by send time): the events' latencies, and the broker's CPU share.
+    #: Per quarter of the run (by send time): the events' latencies.
     quarters_ms: list[list[float]] = field(default_factory=list)
-    broker_shares: list[float] = field(default_factory=list)
     #: Per quarter: the share of fetched batches whose oldest record had waited over
     #: ``FETCHED_LATE_S`` when the worker received it (the worker's modelreg_fetch_delay_seconds).
     fetched_late_shares: list[float] = field(default_factory=list)
@@ -1346,7 +1344,7 @@ class Latency:
             "rss_mb": self.rss_mb,
             "harness_gc_max_ms": self.harness_gc_max_ms,
             "quarters_p99_ms": [pct(q, 0.99) for q in self.quarters_ms],
-            "quarters_broker_core_share": self.broker_shares,
+            "quarters_broker_core_share": self.party_shares.get("broker", []),
             "quarters_fetched_late_share": self.fetched_late_shares,
             "quarters_disk_flush_max_ms": [max(q, default=math.nan) for q in self.disk_quarters_ms],
             "disk_flush_p99_ms": pct([ms for q in self.disk_quarters_ms for ms in q], 0.99),
@@ -1411,13 +1409,16 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             await asyncio.sleep(1.0)
             # The database backends connected now: the worker's (its session, its relay) and the
             # watcher's own, whose CPU is the benchmark's, not the worker's.
-            cur = await conn.execute(
-                "SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity"
-                " WHERE datname = current_database()"
-            )
-            backends = await cur.fetchall() if database_is_local(url) else None
-            worker_db = None if backends is None else [pid for pid, ours in backends if not ours]
-            bench_db = None if backends is None else [pid for pid, ours in backends if ours]
+            worker_db: list[int] | None = None
+            bench_db: list[int] | None = None
+            if database_is_local(url):
+                cur = await conn.execute(
+                    "SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity"
+                    " WHERE datname = current_database()"
+                )
+                backends = await cur.fetchall()
+                worker_db = [pid for pid, ours in backends if not ours]
+                bench_db = [pid for pid, ours in backends if ours]
             stop = asyncio.Event()
 
             async def watch() -> None:
@@ -1509,7 +1510,6 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         rss_mb=rss,
         harness_gc_max_ms=pauses.longest_s * 1000,
         quarters_ms=quarters,
-        broker_shares=party_shares["broker"],
         fetched_late_shares=late,
         disk_quarters_ms=by_quarter(disk.samples, seconds, min(sent.values())) if disk else [],
         party_shares=party_shares,
