@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(30.0, gt=0)
     retry_max_backoff_s: float = Field(10.0, gt=0)
     outbox_poll_interval_s: float = Field(1.0, gt=0)
+    outbox_min_drain_interval_s: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description=(
+            "Shortest time from the start of one outbox drain to the next. A quiet outbox is"
+            " drained as soon as a change is committed; under steady traffic the rows of the"
+            " transactions committed meanwhile go out in one drain, not one drain (and one"
+            " database commit) each. 0: drain on every notification."
+        ),
+    )
     sunset_interval_s: float = Field(60.0, gt=0)
     migrate_on_start: bool = True
 

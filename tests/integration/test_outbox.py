@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -15,6 +18,9 @@ from worker.persistence.outbox import (
     claim_and_publish,
     purge_sent,
 )
+from worker.persistence.registry import OUTBOX_CHANNEL
+from worker.settings import Settings
+from worker.transport.relay import OutboxRelay, stop_task
 
 
 async def queue(conn: psycopg.AsyncConnection, n: int, start: int = 0) -> None:
@@ -83,3 +89,74 @@ async def test_purge_deletes_only_old_published_rows(conn) -> None:
     assert await purge_sent(conn, timedelta(days=1)) == 1
     cur = await conn.execute("SELECT dedup_key FROM outbox ORDER BY id")
     assert [r[0] for r in await cur.fetchall()] == ["k1", "k2"]
+
+
+class RecordingProducer:
+    """Acknowledges every send at once and remembers when each drain's rows came."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, bytes]] = []
+
+    async def send(self, topic: str, value: bytes | None = None, **_: Any) -> asyncio.Future[Any]:
+        self.sent.append((time.monotonic(), value or b""))
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def commit_one(conn: psycopg.AsyncConnection, i: int) -> None:
+    """One transaction queueing one row and notifying the relay, as ``apply_batch`` does."""
+    async with conn.transaction():
+        await queue(conn, 1, start=i)
+        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+async def wait_for_sent(producer: RecordingProducer, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while len(producer.sent) < count:
+        assert time.monotonic() < deadline, f"{len(producer.sent)} of {count} rows published"
+        await asyncio.sleep(0.01)
+
+
+async def test_under_steady_commits_the_relay_drains_once_per_interval_not_once_per_commit(
+    conn, clean_db: str
+) -> None:
+    interval = 1.5
+    settings = Settings(database_url=clean_db, outbox_min_drain_interval_s=interval)
+    producer = RecordingProducer()
+    relay = OutboxRelay(settings, producer)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # listening
+        await commit_one(conn, 0)
+        await wait_for_sent(producer, 1)
+        first_drain = producer.sent[0][0]
+        for i in range(1, 6):  # five commits, five notifications, within the pause
+            await commit_one(conn, i)
+        await wait_for_sent(producer, 6)
+    finally:
+        relay.request_stop()
+        await stop_task(task, grace=5)
+    later = [at for at, _ in producer.sent[1:]]
+    assert min(later) - first_drain >= interval - 0.05, "the next drain waited out the interval"
+    assert max(later) - min(later) < 0.5, "the five rows went out in one drain"
+    assert [value for _, value in producer.sent] == [f"v{i}".encode() for i in range(6)]
+    assert await backlog(conn) == 0
+
+
+async def test_a_quiet_outbox_is_drained_as_soon_as_a_change_commits(conn, clean_db: str) -> None:
+    settings = Settings(
+        database_url=clean_db, outbox_min_drain_interval_s=2.0, outbox_poll_interval_s=60.0
+    )
+    producer = RecordingProducer()
+    relay = OutboxRelay(settings, producer)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(2.3)  # listening, and the start-up drain's pause is over
+        committed = time.monotonic()
+        await commit_one(conn, 0)
+        await wait_for_sent(producer, 1)
+    finally:
+        relay.request_stop()
+        await stop_task(task, grace=5)
+    assert producer.sent[0][0] - committed < 1.5, "published on the notification, not the poll"

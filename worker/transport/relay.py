@@ -1,9 +1,14 @@
 """The outbox relay: publishes what ``apply_batch`` queued in the outbox, in order, at least once.
 
 It runs as an asyncio task beside the consumer, on a dedicated connection that ``LISTEN``s on the
-outbox channel, so a queued row is published within milliseconds; it also polls, because a
-notification is lost while the connection is down. Broker or database trouble only delays
-publishing: the rows stay pending until a publish is acknowledged.
+outbox channel, so a row queued after a quiet spell is published within milliseconds; it also
+polls, because a notification is lost while the connection is down. Broker or database trouble
+only delays publishing: the rows stay pending until a publish is acknowledged.
+
+Drains are at least ``outbox_min_drain_interval_s`` apart. Under steady traffic nearly every batch
+queues a row, and a drain per batch costs a database transaction and a producer round trip per
+batch (a tenth of the worker's CPU at 1,000 events/s, docs/performance.md); paced, one drain
+takes the rows of every batch committed during the pause.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class OutboxRelay:
         self._stop.set()
 
     async def _pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
@@ -133,10 +140,12 @@ class OutboxRelay:
         )
 
     async def run(self) -> None:
-        """Publish forever: on every notification, and every ``outbox_poll_interval_s``."""
+        """Publish forever: on every notification, and every ``outbox_poll_interval_s``, at most
+        once per ``outbox_min_drain_interval_s``."""
         db_backoff = Backoff(self.settings.retry_max_backoff_s)
         broker_backoff = Backoff(self.settings.retry_max_backoff_s)
         poll = self.settings.outbox_poll_interval_s
+        min_interval = self.settings.outbox_min_drain_interval_s
         while not self._stop.is_set():
             try:
                 async with await self._connect() as conn:
@@ -145,6 +154,7 @@ class OutboxRelay:
                     db_backoff.reset()
                     while not self._stop.is_set():
                         wait = poll
+                        started = time.monotonic()
                         try:
                             await self.drain(conn)
                             broker_backoff.reset()
@@ -152,6 +162,8 @@ class OutboxRelay:
                         except PublishFailed as error:
                             self.broker.failed(str(error))
                             wait = broker_backoff.next()
+                        # Rows committed during the pause are in the next drain.
+                        await self._pause(min_interval - (time.monotonic() - started))
                         # Notifications that arrived meanwhile are in the backlog and end the
                         # wait at once; otherwise wake up after the poll interval.
                         async for _ in conn.notifies(timeout=wait, stop_after=1):
