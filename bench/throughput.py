@@ -72,6 +72,8 @@ from typing import Any
 
 import psutil
 import psycopg
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -1083,22 +1085,25 @@ class DiskProbe:
 FETCHED_LATE_S = 0.1
 
 
-async def fetched_late(port: int) -> tuple[float, float]:
-    """From the worker's metrics: batches fetched so far, and how many of them had a record
-    older than ``FETCHED_LATE_S`` when the worker received it (the worker's
-    ``modelreg_fetch_delay_seconds``: the wait in the broker and in the fetch loop)."""
-    from prometheus_client.parser import text_string_to_metric_families
+async def scrape_metrics(port: int) -> list[Metric]:
+    """The worker's metrics, parsed; empty if it does not answer."""
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             return str(answer.read().decode())
 
     try:
-        text = await asyncio.to_thread(scrape)
+        return list(text_string_to_metric_families(await asyncio.to_thread(scrape)))
     except OSError:
-        return math.nan, math.nan
+        return []
+
+
+async def fetched_late(port: int) -> tuple[float, float]:
+    """From the worker's metrics: batches fetched so far, and how many of them had a record
+    older than ``FETCHED_LATE_S`` when the worker received it (the worker's
+    ``modelreg_fetch_delay_seconds``: the wait in the broker and in the fetch loop)."""
     total = within = math.nan
-    for family in text_string_to_metric_families(text):
+    for family in await scrape_metrics(port):
         if family.name != "modelreg_fetch_delay_seconds":
             continue
         for sample in family.samples:
@@ -1107,6 +1112,20 @@ async def fetched_late(port: int) -> tuple[float, float]:
             elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == FETCHED_LATE_S:
                 within = sample.value
     return total, total - within
+
+
+async def outbox_drains(port: int) -> tuple[float, float]:
+    """From the worker's metrics: the relay's drains that published rows, and the rows."""
+    found = {
+        sample.name: sample.value
+        for family in await scrape_metrics(port)
+        for sample in family.samples
+        if sample.name in ("modelreg_outbox_drains_total", "modelreg_outbox_published_total")
+    }
+    return (
+        found.get("modelreg_outbox_drains_total", math.nan),
+        found.get("modelreg_outbox_published_total", math.nan),
+    )
 
 
 #: Who used the cores during a latency run, in the order they are printed.
@@ -1328,6 +1347,9 @@ class Latency:
     #: Per quarter: the share of a core each of ``PARTIES`` used, and the machine's busy share.
     party_shares: dict[str, list[float]] = field(default_factory=dict)
     machine_busy_shares: list[float] = field(default_factory=list)
+    #: The outbox relay's drains that published rows, and the rows, when the last event was seen.
+    outbox_drains: float = math.nan
+    outbox_published: float = math.nan
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -1350,6 +1372,8 @@ class Latency:
             "disk_flush_p99_ms": pct([ms for q in self.disk_quarters_ms for ms in q], 0.99),
             "quarters_core_share": self.party_shares,
             "quarters_machine_busy_share": self.machine_busy_shares,
+            "outbox_drains": self.outbox_drains,
+            "outbox_published": self.outbox_published,
         }
 
 
@@ -1466,6 +1490,7 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
             stop.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watcher, 60)
+        drains, published = await outbox_drains(metrics_port)
         rss = peak_rss_mb(worker.pid)
     finally:
         pauses.stop()
@@ -1514,6 +1539,8 @@ async def run_latency(ctx: Context, settings: Settings, workload: Workload) -> L
         disk_quarters_ms=by_quarter(disk.samples, seconds, min(sent.values())) if disk else [],
         party_shares=party_shares,
         machine_busy_shares=busy,
+        outbox_drains=drains,
+        outbox_published=published,
     )
 
 
@@ -1786,7 +1813,8 @@ async def bench(ctx: Context) -> dict[str, Any]:
             f" p99 {summary['acked_p99_ms']:.1f});"
             f" worker peak RSS {summary['rss_mb']:.0f} MB; unseen {latency.missing};"
             f" longest pause of the benchmark's own garbage collector"
-            f" {summary['harness_gc_max_ms']:.0f} ms"
+            f" {summary['harness_gc_max_ms']:.0f} ms; the outbox relay published"
+            f" {summary['outbox_published']:,.0f} rows in {summary['outbox_drains']:,.0f} drains"
         )
         print(
             f"  by quarter of the run: p99 {_slashed(summary['quarters_p99_ms'], '.0f')} ms;"

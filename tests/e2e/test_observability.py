@@ -103,6 +103,27 @@ async def test_metrics_count_events_by_topic_type_and_outcome(e2e: Env) -> None:
     assert "modelreg_database_retries_total 0.0" in after
 
 
+async def test_the_outbox_counters_match_the_rows_the_relay_marked_sent(e2e: Env) -> None:
+    _, port = await ready_worker(e2e)
+    dead_letters = [raw("sync", f"m-{i}".encode(), b"{not json") for i in range(3)]
+
+    await publish(e2e.bootstrap, e2e.settings, [synced("m-ok"), *dead_letters])
+    await e2e.wait_processed(1)
+    await e2e.wait_for(
+        lambda: _published_at_least(port, 3), 30, "the dead letters to be counted as published"
+    )
+    metrics = (await get(port, "/metrics"))[1]
+    [(sent,)] = await e2e.query("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+
+    assert sample(metrics, "modelreg_outbox_published_total") == sent >= 3
+    assert 1 <= sample(metrics, "modelreg_outbox_drains_total") <= sent
+
+
+async def _published_at_least(port: int, rows: int) -> bool:
+    metrics = (await get(port, "/metrics"))[1]
+    return sample(metrics, "modelreg_outbox_published_total") >= rows
+
+
 async def _counted(port: int, topic: str, outcome: str) -> bool:
     metrics = (await get(port, "/metrics"))[1]
     return sample(metrics, "modelreg_events_total", topic=topic, outcome=outcome) > 0

@@ -124,7 +124,8 @@ async def test_under_steady_commits_the_relay_drains_once_per_interval_not_once_
     interval = 1.5
     settings = Settings(database_url=clean_db, outbox_min_drain_interval_s=interval)
     producer = RecordingProducer()
-    relay = OutboxRelay(settings, producer)
+    drains: list[int] = []
+    relay = OutboxRelay(settings, producer, on_published=drains.append)
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.5)  # listening
@@ -140,6 +141,7 @@ async def test_under_steady_commits_the_relay_drains_once_per_interval_not_once_
     later = [at for at, _ in producer.sent[1:]]
     assert min(later) - first_drain >= interval - 0.05, "the next drain waited out the interval"
     assert max(later) - min(later) < 0.5, "the five rows went out in one drain"
+    assert drains == [1, 5]
     assert [value for _, value in producer.sent] == [f"v{i}".encode() for i in range(6)]
     assert await backlog(conn) == 0
 

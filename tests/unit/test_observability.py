@@ -60,6 +60,16 @@ def test_batch_outcomes_are_counted_with_rejected_shown_as_dead_lettered() -> No
     assert metrics.value("modelreg_batch_apply_seconds_count") == 1
 
 
+def test_each_relay_drain_counts_once_and_adds_its_rows_to_the_published() -> None:
+    metrics = WorkerMetrics()
+
+    metrics.record_drain(1)
+    metrics.record_drain(5)
+
+    assert metrics.value("modelreg_outbox_drains_total") == 2
+    assert metrics.value("modelreg_outbox_published_total") == 6
+
+
 def test_each_worker_has_its_own_registry() -> None:
     one, two = WorkerMetrics(), WorkerMetrics()
 

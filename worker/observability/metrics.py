@@ -98,6 +98,18 @@ class WorkerMetrics:
             "Outbox rows waiting to be published (refreshed on every scrape).",
             registry=r,
         )
+        self.outbox_published = Counter(
+            "modelreg_outbox_published",
+            "Outbox rows (lifecycle events, dead letters) the relay published and the broker"
+            " acknowledged.",
+            registry=r,
+        )
+        self.outbox_drains = Counter(
+            "modelreg_outbox_drains",
+            "Relay transactions that published outbox rows; published / drains is how many"
+            " rows each took.",
+            registry=r,
+        )
         self.database_retries = Counter(
             "modelreg_database_retries",
             "Failed attempts to apply a batch that were retried (database outages, conflicts).",
@@ -120,6 +132,11 @@ class WorkerMetrics:
                 type=UNDECODABLE_TYPE if event_type == "?" else event_type,
                 outcome=OUTCOME_LABELS.get(str(outcome), str(outcome)),
             ).inc(count)
+
+    def record_drain(self, rows: int) -> None:
+        """One relay transaction published ``rows`` outbox rows."""
+        self.outbox_drains.inc()
+        self.outbox_published.inc(rows)
 
     def record_committed(
         self, timestamps_ms: Iterable[int | None], now: float | None = None

@@ -415,7 +415,7 @@ class Worker:
             raise
         self.processor.pool = pool
         self.producer = producer
-        self.relay = OutboxRelay(settings, producer)
+        self.relay = OutboxRelay(settings, producer, on_published=self.metrics.record_drain)
 
     def settle_heap(self) -> None:
         """Set the garbage collector up for the long run, once everything is loaded.

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -82,11 +83,14 @@ class OutboxRelay:
         *,
         batch_limit: int = BATCH_LIMIT,
         purge_interval_s: float = PURGE_INTERVAL_S,
+        on_published: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.batch_limit = batch_limit
         self.purge_interval_s = purge_interval_s
+        #: Called with the row count of every transaction that published rows (the metrics).
+        self.on_published = on_published
         self.conninfo = make_conninfo(settings.database_url, application_name="modelreg-relay")
         self._password = conninfo_password(settings.database_url)
         self.database = OutageLog(log, "outbox relay: database")
@@ -120,6 +124,8 @@ class OutboxRelay:
             total += count
             if count:
                 self.broker.recovered()
+                if self.on_published is not None:
+                    self.on_published(count)
             if count < self.batch_limit:
                 break
         self.published += total
