@@ -92,7 +92,7 @@ async def test_purge_deletes_only_old_published_rows(conn) -> None:
 
 
 class RecordingProducer:
-    """Acknowledges every send at once and remembers when each drain's rows came."""
+    """Acknowledges every send at once and remembers when each row was sent."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[float, bytes]] = []

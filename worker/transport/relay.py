@@ -95,7 +95,6 @@ class OutboxRelay:
         self._password = conninfo_password(settings.database_url)
         self.database = OutageLog(log, "outbox relay: database")
         self.broker = OutageLog(log, "outbox relay: Kafka")
-        self.published = 0
         self._next_purge = 0.0
         self._stop = asyncio.Event()
 
@@ -128,7 +127,6 @@ class OutboxRelay:
                     self.on_published(count)
             if count < self.batch_limit:
                 break
-        self.published += total
         return total
 
     async def _maybe_purge(self, conn: psycopg.AsyncConnection[Any]) -> None:
