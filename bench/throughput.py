@@ -362,8 +362,10 @@ def fill_models(url: str, rows: int, rng: random.Random, start: int = 0) -> floa
     return time.monotonic() - started
 
 
-def backend_cpu(url: str, exclude_self: bool = True) -> float:
+def backend_cpu(url: str) -> float:
     """CPU seconds (user + system) of every backend connected to this database but ours."""
+    if not database_is_local(url):
+        return backends_cpu(None)
     name = conninfo_to_dict(url).get("dbname")
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.waiting import wait_until
 from worker.settings import Settings, load_settings
 from worker.transport.app import Worker, create_worker
 from worker.transport.topics import ensure_topics
@@ -84,12 +85,7 @@ class Env:
     async def wait_for(
         self, predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = ""
     ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await predicate():
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out waiting for {what or predicate}")
-            await asyncio.sleep(0.1)
+        await wait_until(predicate, timeout, what or str(predicate))
 
     async def processed_count(self) -> int:
         rows = await self.query("SELECT count(*) FROM processed_events")

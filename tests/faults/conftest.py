@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from tests.support.events import Message, OutputRecord, RawPublisher, read_topic
+from tests.support.waiting import wait_until
 from worker.settings import Settings, environment_for, load_settings
 from worker.transport.topics import ensure_topics
 
@@ -137,11 +138,7 @@ class FaultEnv:
     async def wait_for(
         self, predicate: Callable[[], Awaitable[bool]], timeout: float, what: str
     ) -> None:
-        deadline = time.monotonic() + timeout
-        while not await predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            await asyncio.sleep(0.2)
+        await wait_until(predicate, timeout, what, interval=0.2)
 
     async def wait_quiescent(self, event_count: int, timeout: float = 120.0) -> None:
         """Until ``event_count`` distinct event ids are processed and the outbox is empty."""

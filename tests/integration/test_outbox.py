@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.waiting import wait_until
 from worker.persistence.outbox import (
     RELAY_LOCK_KEY,
     OutboxRow,
@@ -111,11 +112,11 @@ async def commit_one(conn: psycopg.AsyncConnection, i: int) -> None:
         await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
-async def wait_for_sent(producer: RecordingProducer, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while len(producer.sent) < count:
-        assert time.monotonic() < deadline, f"{len(producer.sent)} of {count} rows published"
-        await asyncio.sleep(0.01)
+async def wait_for_sent(producer: RecordingProducer, count: int) -> None:
+    async def sent() -> bool:
+        return len(producer.sent) >= count
+
+    await wait_until(sent, 20, f"{count} rows published", interval=0.01)
 
 
 async def test_under_steady_commits_the_relay_drains_once_per_interval_not_once_per_commit(
