@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.support.waiting import wait_until
+from worker.persistence import registry
 from worker.persistence.outbox import (
     RELAY_LOCK_KEY,
     OutboxRow,
@@ -19,7 +20,6 @@ from worker.persistence.outbox import (
     claim_and_publish,
     purge_sent,
 )
-from worker.persistence.registry import OUTBOX_CHANNEL
 from worker.settings import Settings
 from worker.transport.relay import OutboxRelay, stop_task
 
@@ -106,10 +106,12 @@ class RecordingProducer:
 
 
 async def commit_one(conn: psycopg.AsyncConnection, i: int) -> None:
-    """One transaction queueing one row and notifying the relay, as ``apply_batch`` does."""
-    async with conn.transaction():
-        await queue(conn, 1, start=i)
-        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+    """One transaction queueing one row through ``write_outbox``, which notifies the relay."""
+    row = registry.OutboxRow(
+        dedup_key=f"k{i}", topic="t", key=b"m", value=f"v{i}".encode(), headers=[]
+    )
+    async with conn.transaction(), conn.cursor() as cur:
+        await registry.write_outbox(cur, [row])
 
 
 async def wait_for_sent(producer: RecordingProducer, count: int) -> None:
